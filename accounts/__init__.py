@@ -1,0 +1,1 @@
+"""Players: the user model, JWT token routes, guilds and parties."""

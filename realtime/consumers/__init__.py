@@ -1,0 +1,1 @@
+"""One consumer per endpoint, all built on `base.BaseConsumer`."""

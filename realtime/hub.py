@@ -1,0 +1,320 @@
+"""The connections of this process and the one channel-layer subscription that feeds them.
+
+Stock Channels gives every consumer its own layer channel: a broadcast is then queued, decoded
+and dispatched once per recipient, each time behind a thread-pool hop. Here a process owns ONE
+hub channel; it joins a layer group when its first local connection joins it and leaves when the
+last one goes. A broadcast therefore costs one PUBLISH in Redis, one decode per instance, and a
+plain loop over the local members that writes the same prepared frame to each socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from realtime import metrics
+from realtime.connection import Connection
+from realtime.transport import OutboundFrame
+
+logger = logging.getLogger(__name__)
+
+EVENT = "rt.event"
+CONTROL = "rt.control"
+
+# How long a new connection waits for its groups to be subscribed before it proceeds anyway
+# (Redis unreachable): it then still gets local deliveries while the subscription is retried.
+JOIN_WAIT_SECONDS = 5.0
+
+# A filter decides, per receiving connection, which of a broadcast's frames it gets (or none).
+BroadcastFilter = Callable[[Connection, Any], "str | None"]
+
+
+def _near_filter(conn: Connection, args: Any) -> str | None:
+    """Exact radius check on the receiving side: the watcher's view is (zone, x, y)."""
+    view = conn.view
+    if view is None:
+        return None
+    zone, x, y, radius = args
+    if view[0] != zone:
+        return None
+    dx, dy = view[1] - x, view[2] - y
+    return "text" if dx * dx + dy * dy <= radius * radius else None
+
+
+class _Subscriptions:
+    """Keeps the layer's group subscriptions equal to the groups that have local members.
+
+    One task applies the changes in order, so a mass connect or disconnect never floods the
+    Redis connection pool, and a group that is joined and left again before the task runs
+    costs nothing.
+    """
+
+    def __init__(self, layer: Any, channel: str) -> None:
+        self._layer = layer
+        self._channel = channel
+        self.active: set[str] = set()
+        self.desired: set[str] = set()
+        self._waiters: dict[str, list[asyncio.Future]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.failures = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="hub-subscriptions")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def want(self, group: str) -> asyncio.Future | None:
+        self.desired.add(group)
+        if group in self.active:
+            return None
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(group, []).append(future)
+        self._wake.set()
+        return future
+
+    def drop(self, group: str) -> None:
+        self.desired.discard(group)
+        if group in self.active or group in self._waiters:
+            self._wake.set()
+
+    def _resolve(self, group: str) -> None:
+        for future in self._waiters.pop(group, ()):
+            if not future.done():
+                future.set_result(None)
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                for group in list(self.active - self.desired):
+                    await self._layer.group_discard(group, self._channel)
+                    self.active.discard(group)
+                for group in list(self.desired - self.active):
+                    await self._layer.group_add(group, self._channel)
+                    self.active.add(group)
+                    self._resolve(group)
+                for group in [g for g in self._waiters if g not in self.desired]:
+                    self._resolve(group)
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failures += 1
+                logger.warning("channel layer subscription failed (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._wake.set()
+
+
+class Hub:
+    """Local connection index, group membership and broadcast delivery for one process."""
+
+    def __init__(self, layer: Any, instance_id: str) -> None:
+        self.layer = layer
+        self.instance_id = instance_id
+        self.channel: str | None = None
+        self.connections: dict[str, Connection] = {}
+        self.by_user: dict[str, set[Connection]] = {}
+        self._members: dict[str, set[Connection]] = {}
+        self._subscriptions: _Subscriptions | None = None
+        self._receiver: asyncio.Task | None = None
+        self._filters: dict[str, BroadcastFilter] = {"near": _near_filter}
+        self._control_handlers: dict[str, Callable[[Connection, dict], Any]] = {}
+        self.draining = False
+        self.delivered = 0  # frames handed to sockets by broadcasts, for the benchmarks
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.channel = await self.layer.new_channel("hub.")
+        self._subscriptions = _Subscriptions(self.layer, self.channel)
+        self._subscriptions.start()
+        self._receiver = asyncio.get_running_loop().create_task(self._receive_loop(), name="hub-receive")
+
+    async def stop(self) -> None:
+        if self._receiver is not None:
+            self._receiver.cancel()
+            try:
+                await self._receiver
+            except asyncio.CancelledError:
+                pass
+        if self._subscriptions is not None:
+            await self._subscriptions.stop()
+
+    def register_filter(self, name: str, broadcast_filter: BroadcastFilter) -> None:
+        self._filters[name] = broadcast_filter
+
+    def register_control(self, op: str, handler: Callable[[Connection, dict], Any]) -> None:
+        """`handler(connection, message)` runs for each local connection a control reaches."""
+        self._control_handlers[op] = handler
+
+    # --- membership ------------------------------------------------------------------------
+
+    def add(self, conn: Connection) -> None:
+        self.connections[conn.id] = conn
+        if conn.user_id is not None:
+            self.by_user.setdefault(conn.user_id, set()).add(conn)
+        metrics.CONNECTIONS.labels(conn.endpoint).inc()
+
+    def remove(self, conn: Connection) -> None:
+        if self.connections.pop(conn.id, None) is None:
+            return
+        self.leave(conn, list(conn.groups))
+        if conn.user_id is not None:
+            user_conns = self.by_user.get(conn.user_id)
+            if user_conns is not None:
+                user_conns.discard(conn)
+                if not user_conns:
+                    del self.by_user[conn.user_id]
+        metrics.CONNECTIONS.labels(conn.endpoint).dec()
+
+    async def join(self, conn: Connection, groups: Iterable[str], wait: float = JOIN_WAIT_SECONDS) -> None:
+        """Add `conn` to groups; returns once every group is subscribed (or `wait` passed)."""
+        pending = []
+        for group in groups:
+            if group in conn.groups:
+                continue
+            conn.groups.add(group)
+            members = self._members.get(group)
+            if members is None:
+                members = self._members[group] = set()
+                assert self._subscriptions is not None, "Hub.start() was not awaited"
+                future = self._subscriptions.want(group)
+                if future is not None:
+                    pending.append(future)
+            elif group not in self._subscriptions.active:
+                future = self._subscriptions.want(group)
+                if future is not None:
+                    pending.append(future)
+            members.add(conn)
+        if pending:
+            try:
+                await asyncio.wait_for(asyncio.gather(*[asyncio.shield(f) for f in pending]), wait)
+            except TimeoutError:
+                logger.warning("groups of %s not subscribed after %.1fs; continuing", conn.id, wait)
+
+    def leave(self, conn: Connection, groups: Iterable[str]) -> None:
+        for group in groups:
+            conn.groups.discard(group)
+            members = self._members.get(group)
+            if members is None:
+                continue
+            members.discard(conn)
+            if not members:
+                del self._members[group]
+                if self._subscriptions is not None:
+                    self._subscriptions.drop(group)
+
+    def members(self, group: str) -> set[Connection]:
+        return self._members.get(group, set())
+
+    def user_connections(self, user_id: str) -> set[Connection]:
+        return self.by_user.get(str(user_id), set())
+
+    def counts_by_endpoint(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for conn in self.connections.values():
+            counts[conn.endpoint] = counts.get(conn.endpoint, 0) + 1
+        return counts
+
+    @property
+    def subscribed_groups(self) -> set[str]:
+        return set(self._subscriptions.active) if self._subscriptions else set()
+
+    # --- delivery --------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("hub receive failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                self.dispatch(message)
+            except Exception:
+                logger.exception("hub could not deliver a %s message", message.get("type"))
+
+    def dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == EVENT:
+            self.deliver(message)
+        elif kind == CONTROL:
+            self._control(message)
+
+    def deliver(self, message: dict[str, Any]) -> int:
+        """Write one broadcast to every local member it is meant for; returns the count."""
+        members = self._members.get(message["group"])
+        if not members:
+            return 0
+        sent_at = message.get("sent_at")
+        if sent_at:
+            metrics.BROADCAST_LATENCY.observe(max(0.0, time.time() - sent_at))
+        endpoints = message.get("endpoints")
+        exclude_user = message.get("exclude_user")
+        exclude_connection = message.get("exclude_connection")
+        filter_name = message.get("filter")
+        too_slow: list[Connection] = []
+        delivered = 0
+        if not (endpoints or exclude_user or exclude_connection or filter_name):
+            # The hot path: every member gets the same prepared frame.
+            frame = OutboundFrame(message["text"])
+            for conn in members:
+                if not conn.deliver(frame):
+                    too_slow.append(conn)
+            delivered = len(members)
+        else:
+            broadcast_filter = self._filters.get(filter_name) if filter_name else None
+            filter_args = message.get("filter_args")
+            frames: dict[str, OutboundFrame] = {}
+            for conn in members:
+                if endpoints is not None and conn.endpoint not in endpoints:
+                    continue
+                if exclude_user is not None and conn.user_id == exclude_user:
+                    continue
+                if exclude_connection is not None and conn.id == exclude_connection:
+                    continue
+                key = "text"
+                if broadcast_filter is not None:
+                    key = broadcast_filter(conn, filter_args)
+                    if key is None:
+                        continue
+                frame = frames.get(key)
+                if frame is None:
+                    frame = frames[key] = OutboundFrame(message[key] if key != "text" else message["text"])
+                if not conn.deliver(frame):
+                    too_slow.append(conn)
+                delivered += 1
+        if delivered:
+            self.delivered += delivered
+            group = message["group"]
+            endpoint = group.split(".", 1)[0] if not group.startswith("user.") else "user"
+            metrics.frames_out(endpoint, message.get("event_type", "other"), delivered)
+        for conn in too_slow:
+            conn.consumer.schedule_slow_consumer_close()
+        return delivered
+
+    def _control(self, message: dict[str, Any]) -> None:
+        members = self._members.get(message["group"])
+        handler = self._control_handlers.get(message.get("op", ""))
+        if not members or handler is None:
+            return
+        endpoints = message.get("endpoints")
+        for conn in list(members):
+            if endpoints is None or conn.endpoint in endpoints:
+                handler(conn, message)

@@ -1,0 +1,127 @@
+"""JWT authentication for the ASGI WebSocket stack (PROTOCOL §1).
+
+A token may come in the query string (`?token=`), an `Authorization: Bearer` header, or the
+`["bearer", "<jwt>"]` subprotocol pair browsers can send. The outcome is put in the scope as an
+`AuthResult`; the consumer accepts first and then refuses with an `error` frame and a 44xx close
+code, because closing before `accept()` would give the client a bare HTTP 403 and no reason.
+A present but invalid token is never downgraded to anonymous. One middleware instance serves
+every connection, so it keeps no per-connection state.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.middleware import BaseMiddleware
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import AccessToken
+
+from realtime.protocol import ErrorCode
+
+logger = logging.getLogger(__name__)
+
+BEARER_SUBPROTOCOL = "bearer"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    user: Any = None  # the User, or None for anonymous / refused
+    error: ErrorCode | None = None
+    error_message: str = ""
+    token_expires_at: float | None = None
+    subprotocol: str | None = None  # "bearer" when the client authenticated that way
+
+    @property
+    def anonymous(self) -> bool:
+        return self.user is None and self.error is None
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin1")
+    return None
+
+
+def extract_token(scope: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Returns (token, subprotocol to select). An offered `bearer` with nothing after is ''."""
+    subprotocols = list(scope.get("subprotocols") or ())
+    if BEARER_SUBPROTOCOL in subprotocols:
+        index = subprotocols.index(BEARER_SUBPROTOCOL)
+        token = subprotocols[index + 1] if index + 1 < len(subprotocols) else ""
+        return token, BEARER_SUBPROTOCOL
+    authorization = _header(scope, b"authorization")
+    if authorization is not None:
+        kind, _, token = authorization.strip().partition(" ")
+        return (token.strip() if kind.lower() == "bearer" else ""), None
+    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
+    if "token" in query:
+        return query["token"][0], None
+    return None, None
+
+
+def origin_allowed(scope: dict[str, Any]) -> bool:
+    """With WEBSOCKET_ALLOWED_ORIGINS set, a browser's Origin must be listed ("*" allows all).
+
+    Clients that send no Origin at all (game clients, load generators) are not browsers and
+    cannot be abused cross-site, so they pass.
+    """
+    allowed = settings.WEBSOCKET_ALLOWED_ORIGINS
+    if not allowed or "*" in allowed:
+        return True
+    origin = _header(scope, b"origin")
+    return origin is None or origin.rstrip("/") in {o.rstrip("/") for o in allowed}
+
+
+def _load_user(user_id: str) -> Any:
+    User = get_user_model()
+    return User.objects.filter(pk=user_id).first()
+
+
+async def authenticate(token: str | None, subprotocol: str | None) -> AuthResult:
+    if token is None:
+        return AuthResult(subprotocol=subprotocol)
+    if not token:
+        return AuthResult(error=ErrorCode.INVALID_TOKEN, error_message="Empty token.", subprotocol=subprotocol)
+    try:
+        access = AccessToken(token)  # checks signature, expiry and that it is an access token
+    except ExpiredTokenError:
+        return AuthResult(error=ErrorCode.TOKEN_EXPIRED, error_message="The token expired.", subprotocol=subprotocol)
+    except TokenError:
+        return AuthResult(error=ErrorCode.INVALID_TOKEN, error_message="The token is invalid.", subprotocol=subprotocol)
+    user_id = access.payload.get(jwt_settings.USER_ID_CLAIM)
+    try:
+        user = await database_sync_to_async(_load_user)(user_id) if user_id else None
+    except (ValueError, TypeError, ValidationError):  # a signed token with a malformed id
+        user = None
+    if user is None or not user.is_active:
+        return AuthResult(
+            error=ErrorCode.INVALID_TOKEN, error_message="Unknown or inactive user.", subprotocol=subprotocol
+        )
+    if user.is_banned(timezone.now()):
+        return AuthResult(error=ErrorCode.BANNED, error_message="You are banned.", subprotocol=subprotocol)
+    return AuthResult(user=user, token_expires_at=float(access.payload["exp"]), subprotocol=subprotocol)
+
+
+class JWTAuthMiddleware(BaseMiddleware):
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "websocket":
+            return await self.inner(scope, receive, send)
+        if not origin_allowed(scope):
+            # Refuse the handshake itself: the server answers HTTP 403.
+            await receive()  # the websocket.connect event
+            await send({"type": "websocket.close"})
+            logger.info("refused WebSocket handshake from a disallowed origin")
+            return None
+        token, subprotocol = extract_token(scope)
+        scope = dict(scope, auth=await authenticate(token, subprotocol))
+        return await self.inner(scope, receive, send)

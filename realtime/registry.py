@@ -1,0 +1,189 @@
+"""The connection registry: what each instance holds, written to the database in batches.
+
+A connect or disconnect only touches memory here; a flush every few seconds writes the changes
+with one bulk insert and one bulk delete, and activity (last seen, frame counters) goes out once
+per cleanup interval. Instance liveness rows let the survivors remove a dead instance's records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from realtime.connection import Connection
+from realtime.models import Connection as ConnectionRecord
+from realtime.models import Instance
+
+logger = logging.getLogger(__name__)
+
+# An instance that has not refreshed its row for this many cleanup intervals is dead.
+DEAD_AFTER_INTERVALS = 3
+BATCH = 500
+
+
+def _record(conn: Connection, instance_id: str) -> ConnectionRecord:
+    return ConnectionRecord(
+        id=conn.id,
+        instance_id=instance_id,
+        user_id=conn.user_id,
+        username=conn.username or "",
+        endpoint=conn.endpoint,
+        client_addr=(conn.client_addr or "")[:64],
+        connected_at=datetime.fromtimestamp(conn.connected_at, tz=UTC),
+        last_seen=timezone.now(),
+        frames_in=conn.frames_in,
+        frames_out=conn.frames_out,
+    )
+
+
+class Registry:
+    def __init__(self, instance_id: str) -> None:
+        self.instance_id = instance_id
+        self._opened: dict[str, Connection] = {}
+        self._closed: set[str] = set()
+        self._registered = False
+
+    # --- buffered changes ------------------------------------------------------------------
+
+    def opened(self, conn: Connection) -> None:
+        self._opened[conn.id] = conn
+
+    def closed(self, conn: Connection) -> None:
+        if self._opened.pop(conn.id, None) is None:
+            self._closed.add(conn.id)
+
+    @property
+    def pending_changes(self) -> int:
+        return len(self._opened) + len(self._closed)
+
+    async def flush(self) -> None:
+        if not self._opened and not self._closed:
+            return
+        opened, closed = self._opened, self._closed
+        self._opened, self._closed = {}, set()
+        records = [_record(conn, self.instance_id) for conn in opened.values()]
+        try:
+            await database_sync_to_async(self._write)(records, closed)
+        except Exception:
+            logger.warning("registry flush failed; keeping %d changes for the next one", len(records) + len(closed))
+            for conn_id, conn in opened.items():
+                if conn_id not in self._closed:
+                    self._opened.setdefault(conn_id, conn)
+            self._closed |= closed
+            raise
+
+    @staticmethod
+    def _write(records: list[ConnectionRecord], closed: set[str]) -> None:
+        with transaction.atomic():
+            if records:
+                ConnectionRecord.objects.bulk_create(records, batch_size=BATCH, ignore_conflicts=True)
+            closed_ids = list(closed)
+            for start in range(0, len(closed_ids), BATCH):
+                ConnectionRecord.objects.filter(id__in=closed_ids[start : start + BATCH]).delete()
+
+    # --- liveness and cleanup ----------------------------------------------------------------
+
+    async def refresh(self, live: dict[str, Connection], *, draining: bool = False) -> bool:
+        """Refresh this instance's row and its connections' activity.
+
+        Returns True when the row had to be re-created: another instance declared this one
+        dead (e.g. the process was paused), so the caller re-asserts its connections.
+        """
+        snapshot = [(c.id, c.frames_in, c.frames_out) for c in live.values()]
+        recreated = await database_sync_to_async(self._refresh)(snapshot, draining)
+        was_registered, self._registered = self._registered, True
+        if recreated and was_registered:
+            logger.warning("instance %s was declared dead while alive; re-registering", self.instance_id)
+            for conn in live.values():
+                self._opened[conn.id] = conn
+            return True
+        return False
+
+    def _refresh(self, snapshot: list[tuple[str, int, int]], draining: bool) -> bool:
+        now = timezone.now()
+        _, created = Instance.objects.update_or_create(
+            id=self.instance_id,
+            defaults={"last_seen": now, "connections": len(snapshot), "draining": draining},
+            create_defaults={
+                "last_seen": now,
+                "connections": len(snapshot),
+                "draining": draining,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started_at": now,
+            },
+        )
+        rows = [
+            ConnectionRecord(id=conn_id, frames_in=frames_in, frames_out=frames_out, last_seen=now)
+            for conn_id, frames_in, frames_out in snapshot
+        ]
+        if rows:
+            ConnectionRecord.objects.bulk_update(rows, ["frames_in", "frames_out", "last_seen"], batch_size=BATCH)
+        return created
+
+    async def dead_instances(self, cleanup_interval: float) -> list[str]:
+        return await database_sync_to_async(find_dead_instances)(cleanup_interval, exclude=self.instance_id)
+
+    async def remove_instance(self, instance_id: str) -> int:
+        return await database_sync_to_async(delete_instance_records)(instance_id)
+
+
+def find_dead_instances(cleanup_interval: float, exclude: str | None = None) -> list[str]:
+    cutoff = timezone.now() - timedelta(seconds=cleanup_interval * DEAD_AFTER_INTERVALS)
+    dead = set(Instance.objects.filter(last_seen__lt=cutoff).values_list("id", flat=True))
+    # Connection rows whose instance row is gone entirely (deleted by hand, crashed at start).
+    known = set(Instance.objects.values_list("id", flat=True))
+    orphans = set(ConnectionRecord.objects.exclude(instance_id__in=known).values_list("instance_id", flat=True))
+    return sorted((dead | orphans) - {exclude})
+
+
+def delete_instance_records(instance_id: str) -> int:
+    with transaction.atomic():
+        removed, _ = ConnectionRecord.objects.filter(instance_id=instance_id).delete()
+        Instance.objects.filter(id=instance_id).delete()
+    return removed
+
+
+def cluster_counts(cleanup_interval: float) -> dict[str, Any]:
+    """Connections per endpoint and per live instance, from the registry (admin, metrics, ws_stats)."""
+    from django.db.models import Count
+
+    cutoff = timezone.now() - timedelta(seconds=cleanup_interval * DEAD_AFTER_INTERVALS)
+    instances = list(Instance.objects.filter(last_seen__gte=cutoff).order_by("id"))
+    live_ids = [i.id for i in instances]
+    by_endpoint = dict(
+        ConnectionRecord.objects.filter(instance_id__in=live_ids)
+        .values_list("endpoint")
+        .annotate(n=Count("id"))
+        .values_list("endpoint", "n")
+    )
+    per_instance: dict[str, dict[str, int]] = {}
+    for instance_id, endpoint, n in (
+        ConnectionRecord.objects.filter(instance_id__in=live_ids)
+        .values_list("instance_id", "endpoint")
+        .annotate(n=Count("id"))
+        .values_list("instance_id", "endpoint", "n")
+    ):
+        per_instance.setdefault(instance_id, {})[endpoint] = n
+    return {
+        "total": sum(by_endpoint.values()),
+        "by_endpoint": by_endpoint,
+        "instances": [
+            {
+                "id": i.id,
+                "connections": sum(per_instance.get(i.id, {}).values()),
+                "by_endpoint": per_instance.get(i.id, {}),
+                "last_seen": i.last_seen,
+                "started_at": i.started_at,
+                "draining": i.draining,
+            }
+            for i in instances
+        ],
+    }

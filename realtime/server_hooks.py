@@ -1,0 +1,67 @@
+"""Start the runtime with the server and drain it on shutdown, under daphne or any ASGI server.
+
+Daphne does not speak the ASGI lifespan protocol, so under daphne we use Twisted's reactor
+hooks: start when the reactor runs (the instance must clean up after dead peers and fire
+combat timers even with no client connected), and drain in a "before shutdown" trigger, which
+Twisted waits for, so every client gets a 1001 close frame before the sockets go. Other servers
+(uvicorn) get the standard lifespan events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+logger = logging.getLogger(__name__)
+
+
+def install_daphne_hooks() -> bool:
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None or "daphne.server" not in sys.modules:
+        return False
+    from twisted.internet import defer
+
+    from realtime import runtime as runtime_module
+
+    def start() -> None:
+        asyncio.ensure_future(runtime_module.ensure_runtime())
+
+    def drain() -> defer.Deferred | None:
+        runtime = next(iter(runtime_module._runtimes.values()), None)
+        if runtime is None:
+            return None
+        try:
+            # Close frames are written now, synchronously, while every connection is known.
+            runtime.close_all_now()
+            return defer.Deferred.fromFuture(asyncio.ensure_future(runtime.drain()))
+        except Exception:
+            logger.exception("drain on shutdown failed")
+            return None
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", drain)
+    return True
+
+
+class LifespanApp:
+    """ASGI lifespan handler for servers that send it (uvicorn, hypercorn)."""
+
+    async def __call__(self, scope, receive, send):
+        from realtime.runtime import current_runtime, ensure_runtime
+
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await ensure_runtime()
+                except Exception as exc:  # report, do not hang the server
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                runtime = current_runtime()
+                if runtime is not None:
+                    await runtime.drain()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,118 @@
+"""Shared state of the cluster (presence, rate-limit counters, once-only claims, positions).
+
+One small interface, two implementations side by side: `memory.py` for the embedded single
+process default and `redis.py` when `REDIS_URL` is set, so several instances agree. Live
+broadcasts do not go through here: they use the channel layer (see `realtime/hub.py`).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """The result of adding or removing one connection from a user's presence."""
+
+    user_id: str
+    connections: int  # the user's connections across the cluster after the change
+
+    @property
+    def first(self) -> bool:
+        return self.connections == 1
+
+    @property
+    def last(self) -> bool:
+        return self.connections == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    user_id: str
+    username: str
+    zone: str
+    x: float
+    y: float
+
+
+class SharedState(abc.ABC):
+    """What every instance must agree on. All methods may raise when the backend is down."""
+
+    # --- presence: which users have connections, on which endpoints, on which instance ------
+
+    @abc.abstractmethod
+    async def connection_opened(
+        self, *, user_id: str, connection_id: str, endpoint: str, instance_id: str
+    ) -> PresenceChange: ...
+
+    @abc.abstractmethod
+    async def connection_closed(self, *, user_id: str, connection_id: str, instance_id: str) -> PresenceChange: ...
+
+    @abc.abstractmethod
+    async def user_endpoints(self, user_id: str) -> dict[str, int]:
+        """Open connections of a user per endpoint, across the cluster."""
+
+    @abc.abstractmethod
+    async def purge_instance(self, instance_id: str) -> list[str]:
+        """Forget a dead instance's connections; returns the users left with none."""
+
+    @abc.abstractmethod
+    async def refresh_instance(self, instance_id: str, connections: dict[str, tuple[str, str]]) -> None:
+        """Re-assert this instance's connections ({connection_id: (user_id, endpoint)}),
+        e.g. after Redis restarted empty."""
+
+    @abc.abstractmethod
+    async def set_status(self, user_id: str, status: str | None) -> None: ...
+
+    @abc.abstractmethod
+    async def get_status(self, user_id: str) -> str | None: ...
+
+    # --- counters and claims -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def hit(self, key: str, limit: int, window: float) -> bool:
+        """Count one event in a fixed window; False when `limit` is already reached."""
+
+    @abc.abstractmethod
+    async def claim(self, key: str, ttl: float) -> bool:
+        """True for exactly one caller until `ttl` seconds pass (e.g. typing throttles)."""
+
+    # --- world positions (area of interest) ---------------------------------------------------
+
+    @abc.abstractmethod
+    async def position_set(self, position: Position, *, instance_id: str, cell_size: float) -> Position | None:
+        """Store a user's position; returns the previous one."""
+
+    @abc.abstractmethod
+    async def position_remove(self, user_id: str) -> Position | None: ...
+
+    @abc.abstractmethod
+    async def positions_near(self, zone: str, x: float, y: float, radius: float, cell_size: float) -> list[Position]: ...
+
+    @abc.abstractmethod
+    async def position_get(self, user_id: str) -> Position | None: ...
+
+    @abc.abstractmethod
+    async def purge_instance_positions(self, instance_id: str) -> list[Position]:
+        """Remove the positions held by a dead instance's players; returns them."""
+
+    # --- health ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections (tests, shutdown)."""
+
+
+def build_shared_state() -> SharedState:
+    from django.conf import settings
+
+    if settings.REDIS is None:
+        from realtime.store.memory import MemorySharedState
+
+        return MemorySharedState()
+    from realtime.store.redis import RedisSharedState
+
+    return RedisSharedState.from_settings(settings.REDIS)

@@ -1,0 +1,9 @@
+"""Routes of the real-time system under /api/v1/websocket/."""
+
+from django.urls import path
+
+from realtime import views
+
+urlpatterns = [
+    path("health", views.health, name="websocket-health"),
+]

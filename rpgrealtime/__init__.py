@@ -1,0 +1,1 @@
+"""rpgrealtime: the real-time backbone of an online text RPG (Django Channels)."""

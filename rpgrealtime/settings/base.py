@@ -1,0 +1,244 @@
+"""Settings for rpgrealtime, read from the environment (docs/operations.md lists every variable)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from rpgrealtime.redis_config import channel_layer_hosts, redis_settings_from_env
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+env = environ.Env()
+
+# --- Safety switches -------------------------------------------------------------------------
+
+DEBUG = env.bool("DEBUG", default=False)
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set SECRET_KEY to a long random string for production "
+            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(50))'`), or set "
+            "DEBUG=true for local development."
+        )
+    # Development only: DEBUG is on, so a fixed key is acceptable and tokens survive restarts.
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production-0123456789"
+elif not DEBUG and len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("SECRET_KEY is too short: use at least 32 random characters.")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS is empty while DEBUG is off: set ALLOWED_HOSTS to the host names "
+        "clients use (comma separated), e.g. ALLOWED_HOSTS=game.example.com."
+    )
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Behind a TLS-terminating proxy (docker-compose, docs/operations.md).
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+# --- Applications ----------------------------------------------------------------------------
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_prometheus",
+    "channels",
+    "accounts",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "rpgrealtime.urls"
+ASGI_APPLICATION = "rpgrealtime.asgi.application"
+AUTH_USER_MODEL = "accounts.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database --------------------------------------------------------------------------------
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            # WAL lets several server processes read while one writes; IMMEDIATE avoids
+            # "database is locked" upgrades from read to write transactions.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3)
+    )
+
+# --- Redis: channel layer, shared state, cache -----------------------------------------------
+
+REDIS = redis_settings_from_env(env)  # None when REDIS_URL and REDIS_SENTINELS are unset
+
+if REDIS is None:
+    # Embedded default: one process, nothing to install. Several instances need Redis.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            # One hub channel per process carries every broadcast, so it needs room.
+            "CONFIG": {"capacity": 100_000, "expiry": 60},
+        }
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    # Pub/sub layer: one PUBLISH per broadcast, nothing stored in Redis that could go stale
+    # when an instance dies (docs/architecture.md explains the choice).
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": channel_layer_hosts(REDIS), "prefix": "rpgrt"},
+        }
+    }
+    # Throttle counters are shared through Redis; Django's cache has no Sentinel support,
+    # so with Sentinel they stay per process (docs/operations.md).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS["url"],
+            "OPTIONS": {"password": REDIS["password"]} if REDIS["password"] else {},
+            "KEY_PREFIX": "rpgrt-cache",
+        }
+        if REDIS["url"]
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    }
+
+# --- Auth and REST ---------------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_THROTTLE_RATES": {
+        # Brute-force protection on the token route, per client address.
+        "auth_token": env.str("AUTH_TOKEN_THROTTLE", default="20/min"),
+        "auth_register": env.str("AUTH_REGISTER_THROTTLE", default="20/hour"),
+    },
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env.float("JWT_ACCESS_TOKEN_LIFETIME", default=900)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env.float("JWT_REFRESH_TOKEN_LIFETIME", default=86400)),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "UPDATE_LAST_LOGIN": False,
+}
+
+# --- Real-time behaviour (PROTOCOL §3, §5, §6, §7) --------------------------------------------
+
+WEBSOCKET_HEARTBEAT_INTERVAL = env.float("WEBSOCKET_HEARTBEAT_INTERVAL", default=30.0)
+WEBSOCKET_CONNECTION_TIMEOUT = env.float("WEBSOCKET_CONNECTION_TIMEOUT", default=120.0)
+WEBSOCKET_CLEANUP_INTERVAL = env.float("WEBSOCKET_CLEANUP_INTERVAL", default=60.0)
+WEBSOCKET_TOKEN_REVALIDATE_INTERVAL = env.float("WEBSOCKET_TOKEN_REVALIDATE_INTERVAL", default=60.0)
+WEBSOCKET_MAX_MESSAGE_BYTES = env.int("WEBSOCKET_MAX_MESSAGE_BYTES", default=65536)
+WEBSOCKET_RATE_LIMIT = env.str("WEBSOCKET_RATE_LIMIT", default="20/40")
+WEBSOCKET_ALLOWED_ORIGINS = env.list("WEBSOCKET_ALLOWED_ORIGINS", default=[])
+WEBSOCKET_METRICS_PUBLIC = env.bool("WEBSOCKET_METRICS_PUBLIC", default=False)
+# Unsent bytes a connection may hold before it counts as a slow consumer and is closed.
+WEBSOCKET_SEND_BUFFER_BYTES = env.int("WEBSOCKET_SEND_BUFFER_BYTES", default=1 << 20)
+# Connection caps (0 disables): per user across the cluster, per client address per instance.
+WEBSOCKET_MAX_CONNECTIONS_PER_USER = env.int("WEBSOCKET_MAX_CONNECTIONS_PER_USER", default=20)
+WEBSOCKET_MAX_CONNECTIONS_PER_IP = env.int("WEBSOCKET_MAX_CONNECTIONS_PER_IP", default=0)
+# How often buffered registry changes (new/closed connections, activity) reach the database.
+WEBSOCKET_REGISTRY_FLUSH_INTERVAL = env.float("WEBSOCKET_REGISTRY_FLUSH_INTERVAL", default=2.0)
+
+CHAT_RATE_LIMIT = env.int("CHAT_RATE_LIMIT", default=20)  # messages per 10 s per user
+COMBAT_TURN_TIMEOUT = env.float("COMBAT_TURN_TIMEOUT", default=30.0)
+WORLD_NEARBY_RADIUS = env.float("WORLD_NEARBY_RADIUS", default=100.0)
+WORLD_MAX_STEP = env.float("WORLD_MAX_STEP", default=50.0)
+
+INSTANCE_ID = env.str("INSTANCE_ID", default=f"{socket.gethostname()}:{os.getpid()}")
+
+# --- Static files, i18n ----------------------------------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True  # serve straight from the apps without collectstatic in development
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Logging ---------------------------------------------------------------------------------
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_tokens": {"()": "rpgrealtime.logging.RedactTokensFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]}
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # channels-redis logs every failed receive during a Redis outage; our own
+        # layer watchdog reports the outage once instead.
+        "channels_redis.pubsub": {"level": env.str("CHANNELS_REDIS_LOG_LEVEL", default="CRITICAL")},
+    },
+}
