@@ -11,7 +11,8 @@ class UserAdmin(DjangoUserAdmin):
     list_display = ("username", "is_staff", "is_moderator", "guild", "party", "banned_until", "muted_until")
     list_filter = ("is_staff", "is_moderator", "is_active")
     search_fields = ("username", "email")
-    fieldsets = DjangoUserAdmin.fieldsets + (
+    fieldsets = (
+        *DjangoUserAdmin.fieldsets,
         ("Game", {"fields": ("is_moderator", "guild", "party", "banned_until", "muted_until")}),
     )
 

@@ -18,21 +18,21 @@ class Connection:
     """
 
     __slots__ = (
-        "id",
-        "endpoint",
-        "user_id",
-        "username",
         "client_addr",
-        "transport",
-        "consumer",
-        "groups",
+        "closing",
         "connected_at",
-        "last_activity",
-        "last_ping_sent",
+        "consumer",
+        "endpoint",
         "frames_in",
         "frames_out",
+        "groups",
+        "id",
+        "last_activity",
+        "last_ping_sent",
         "token_expires_at",
-        "closing",
+        "transport",
+        "user_id",
+        "username",
         "view",
     )
 

@@ -191,4 +191,3 @@ def _users_for_status(user_ids: list[str]) -> list[tuple[str, str, Any, Any]]:
             "pk", "username", "guild_id", "party_id"
         )
     ]
-

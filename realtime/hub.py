@@ -10,6 +10,7 @@ plain loop over the local members that writes the same prepared frame to each so
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -68,10 +69,8 @@ class _Subscriptions:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     def want(self, group: str) -> asyncio.Future | None:
         self.desired.add(group)
@@ -146,10 +145,8 @@ class Hub:
     async def stop(self) -> None:
         if self._receiver is not None:
             self._receiver.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._receiver
-            except asyncio.CancelledError:
-                pass
         if self._subscriptions is not None:
             await self._subscriptions.stop()
 

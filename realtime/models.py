@@ -63,7 +63,7 @@ class PendingDelivery(models.Model):
     frame = models.TextField(help_text="The encoded event frame, exactly as it will be sent.")
     endpoints = models.CharField(max_length=64, help_text="Comma-separated endpoints that carry it; empty = any.")
     created_at = models.DateTimeField(default=timezone.now)
-    claimed_by = models.CharField(max_length=64, null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 - NULL = unclaimed
     claimed_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
 

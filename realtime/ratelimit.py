@@ -20,14 +20,16 @@ def parse_rate_limit(value: str) -> tuple[float, float] | None:
         rate = float(rate_text)
         burst = float(burst_text) if burst_text else rate
     except ValueError as exc:
-        raise ImproperlyConfigured(f"WEBSOCKET_RATE_LIMIT must look like RATE/BURST (e.g. 20/40), not {value!r}") from exc
+        raise ImproperlyConfigured(
+            f"WEBSOCKET_RATE_LIMIT must look like RATE/BURST (e.g. 20/40), not {value!r}"
+        ) from exc
     if rate <= 0 or burst < 1:
         raise ImproperlyConfigured("WEBSOCKET_RATE_LIMIT needs a positive rate and a burst of at least 1")
     return rate, burst
 
 
 class TokenBucket:
-    __slots__ = ("rate", "burst", "tokens", "stamp", "refusals", "window_start")
+    __slots__ = ("burst", "rate", "refusals", "stamp", "tokens", "window_start")
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate

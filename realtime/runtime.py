@@ -8,6 +8,7 @@ and drains on shutdown: every connection is closed with 1001 and the instance's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -63,8 +64,8 @@ class Runtime:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from realtime.housekeeping import Housekeeping
         from realtime.features import install_features
+        from realtime.housekeeping import Housekeeping
 
         await self.hub.start()
         install_features(self)
@@ -156,9 +157,7 @@ async def reset_for_tests() -> None:
             runtime._housekeeping.stop()
         await runtime.hub.stop()
     for key, state in list(_states.items()):
-        if key == loop or key == "memory":
+        if key in (loop, "memory"):
             _states.pop(key, None)
-            try:
+            with contextlib.suppress(Exception):
                 await state.close()
-            except Exception:
-                pass

@@ -24,8 +24,10 @@ def install_daphne_hooks() -> bool:
 
     from realtime import runtime as runtime_module
 
+    starting: list[asyncio.Future] = []  # keep a reference so the task is not collected
+
     def start() -> None:
-        asyncio.ensure_future(runtime_module.ensure_runtime())
+        starting.append(asyncio.ensure_future(runtime_module.ensure_runtime()))
 
     def drain() -> defer.Deferred | None:
         runtime = next(iter(runtime_module._runtimes.values()), None)

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 class OutboundFrame:
     """One server frame, encoded once and shared by every recipient."""
 
-    __slots__ = ("text", "_wire")
+    __slots__ = ("_wire", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -71,7 +71,7 @@ class DaphneTransport:
     holds unsent bytes we append to its buffer instead, so frame order is kept.
     """
 
-    __slots__ = ("_protocol", "_send", "_socket", "_limit")
+    __slots__ = ("_limit", "_protocol", "_send", "_socket")
 
     def __init__(self, send: functools.partial, limit: int) -> None:
         self._send = send
@@ -90,11 +90,7 @@ class DaphneTransport:
 
     @staticmethod
     def supports(send: Any) -> bool:
-        return (
-            isinstance(send, functools.partial)
-            and bool(send.args)
-            and hasattr(send.args[0], "sendPreparedMessage")
-        )
+        return isinstance(send, functools.partial) and bool(send.args) and hasattr(send.args[0], "sendPreparedMessage")
 
     def write(self, frame: OutboundFrame) -> bool:
         protocol = self._protocol
@@ -146,7 +142,7 @@ class QueuedTransport:
     The task exists only while frames are waiting, so an idle connection costs no task.
     """
 
-    __slots__ = ("_send", "_queue", "_queued_bytes", "_task", "_limit", "_closed")
+    __slots__ = ("_closed", "_limit", "_queue", "_queued_bytes", "_send", "_task")
 
     def __init__(self, send: Any, limit: int) -> None:
         self._send = send

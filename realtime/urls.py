@@ -6,4 +6,5 @@ from realtime import views
 
 urlpatterns = [
     path("health", views.health, name="websocket-health"),
+    path("publish", views.PublishView.as_view(), name="websocket-publish"),
 ]

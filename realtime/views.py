@@ -1,4 +1,4 @@
-"""HTTP views of the real-time system: health (§8)."""
+"""HTTP views of the real-time system: health and publish (§8)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,18 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from rest_framework import status
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from realtime import events
 from realtime.runtime import get_shared_state
 
 CHECK_TIMEOUT = 0.8  # seconds per check; the whole answer stays under a second
@@ -47,3 +55,20 @@ async def health(request) -> JsonResponse:
         {"status": "healthy" if healthy else "unhealthy", "checks": checks},
         status=200 if healthy else 503,
     )
+
+
+class PublishView(APIView):
+    """POST /api/v1/websocket/publish (staff): `{"target": ..., "message": {...}}` -> 202."""
+
+    permission_classes = [IsAdminUser]
+
+    def post(self, request: Request) -> Response:
+        target = request.data.get("target") if isinstance(request.data, dict) else None
+        message = request.data.get("message") if isinstance(request.data, dict) else None
+        if len(orjson.dumps(message)) > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
+            return Response({"detail": "message is too large"}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            outcome = events.publish_sync(target, message)
+        except events.PublishError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"status": "accepted", "delivery": outcome}, status=status.HTTP_202_ACCEPTED)

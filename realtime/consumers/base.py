@@ -169,7 +169,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
         auth: AuthResult = self.scope.get("auth") or AuthResult()
         subprotocol = auth.subprotocol
         if runtime.hub.draining:
-            await self._refuse(CloseCode.GOING_AWAY, ErrorCode.SERVER_SHUTTING_DOWN, "Server is shutting down.", subprotocol)
+            await self._refuse(
+                CloseCode.GOING_AWAY, ErrorCode.SERVER_SHUTTING_DOWN, "Server is shutting down.", subprotocol
+            )
             return
         if auth.error is not None:
             metrics.AUTH_FAILURES.labels(self.endpoint, auth.error).inc()
@@ -322,7 +324,10 @@ class BaseConsumer(AsyncWebsocketConsumer):
         if handler is None:
             metrics.frame_in(self.endpoint, "other")
             self.send_error(
-                ErrorCode.UNKNOWN_TYPE, f"Unknown message type for /ws/{self.endpoint}.", frame_id, {"type": message_type[:64]}
+                ErrorCode.UNKNOWN_TYPE,
+                f"Unknown message type for /ws/{self.endpoint}.",
+                frame_id,
+                {"type": message_type[:64]},
             )
             return
         metrics.frame_in(self.endpoint, message_type)
@@ -332,7 +337,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
         try:
             payload = handler.schema.model_validate(data) if handler.schema is not None else data
         except ValidationError as exc:
-            self.send_error(ErrorCode.INVALID_MESSAGE, "The frame does not match its schema.", frame_id, validation_details(exc))
+            self.send_error(
+                ErrorCode.INVALID_MESSAGE, "The frame does not match its schema.", frame_id, validation_details(exc)
+            )
             return
         await self._run_handler(handler, payload, frame_id)
 
@@ -482,7 +489,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
 
     def on_control_close(self, message: dict[str, Any]) -> None:
         code = message.get("error_code")
-        self.schedule_close(int(message.get("code", CloseCode.FORBIDDEN)), ErrorCode(code) if code else None, message.get("message"))
+        self.schedule_close(
+            int(message.get("code", CloseCode.FORBIDDEN)), ErrorCode(code) if code else None, message.get("message")
+        )
 
     def on_control_membership(self, message: dict[str, Any]) -> None:
         scope, new_id = message.get("scope"), message.get("scope_id")

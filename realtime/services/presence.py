@@ -37,7 +37,9 @@ async def user_reachable(user_id: str, endpoints: frozenset[str] | None) -> bool
     return any(counts.get(endpoint) for endpoint in endpoints)
 
 
-async def connection_opened(*, user_id: str, connection_id: str, endpoint: str, instance_id: str) -> PresenceChange | None:
+async def connection_opened(
+    *, user_id: str, connection_id: str, endpoint: str, instance_id: str
+) -> PresenceChange | None:
     try:
         return await _state().connection_opened(
             user_id=user_id, connection_id=connection_id, endpoint=endpoint, instance_id=instance_id

@@ -101,9 +101,7 @@ class MemorySharedState(SharedState):
 
     async def positions_near(self, zone, x, y, radius, cell_size) -> list[Position]:
         return [
-            p
-            for p, _instance in self._positions.values()
-            if p.zone == zone and math.hypot(p.x - x, p.y - y) <= radius
+            p for p, _instance in self._positions.values() if p.zone == zone and math.hypot(p.x - x, p.y - y) <= radius
         ]
 
     async def purge_instance_positions(self, instance_id) -> list[Position]:

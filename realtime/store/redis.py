@@ -258,9 +258,7 @@ class RedisSharedState(SharedState):
         return near
 
     async def purge_instance_positions(self, instance_id) -> list[Position]:
-        rows = await self._pos_purge(
-            keys=[f"{PREFIX}instance-pos:{instance_id}"], args=[f"{PREFIX}pos:", instance_id]
-        )
+        rows = await self._pos_purge(keys=[f"{PREFIX}instance-pos:{instance_id}"], args=[f"{PREFIX}pos:", instance_id])
         return [
             Position(_text(user), _text(name), _text(zone), float(x), float(y))
             for user, zone, x, y, name in rows

@@ -9,13 +9,11 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-hs2
 # Test processes never use an outside Redis unless a test starts its own and says so.
 os.environ.setdefault("REDIS_URL", "")
 
-from rpgrealtime.settings.base import *  # noqa: E402,F403
-from rpgrealtime.settings.base import BASE_DIR, DATABASES  # noqa: E402
+from rpgrealtime.settings.base import *
+from rpgrealtime.settings.base import BASE_DIR, DATABASES
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed, tests only
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: the server processes started by integration tests share it.
-    DATABASES["default"]["TEST"] = {
-        "NAME": os.environ.get("TEST_SQLITE_PATH", str(BASE_DIR / ".test-db.sqlite3"))
-    }
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_SQLITE_PATH", str(BASE_DIR / ".test-db.sqlite3"))}

@@ -1,0 +1,69 @@
+"""Instance death and graceful shutdown with real processes. Each test starts its own cluster,
+and this module uses no shared one, so no other live instance races to clean up."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from realtime.models import Connection, Instance
+from tests.support.cluster import Cluster, WsClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+async def test_killed_instance_is_cleaned_up_by_the_survivor(django_db_blocker, unique):
+    with django_db_blocker.unblock():
+        cluster = Cluster(size=2).start()
+    try:
+        a, b = cluster[0], cluster[1]
+        alice_id, alice = await asyncio.to_thread(a.register, unique("alice"))
+        bob_id, bob = await asyncio.to_thread(b.register, unique("bob"))
+        status, party = await asyncio.to_thread(a.request, "POST", "/api/v1/parties/", {"name": "party"}, alice)
+        await asyncio.to_thread(b.request, "POST", f"/api/v1/parties/{party['id']}/join/", None, bob)
+        watcher = await WsClient.open(f"{a.ws}/ws/game", alice)
+        victim = await WsClient.open(f"{b.ws}/ws/game", bob)
+        await watcher.recv_type("player_status", user_id=bob_id, status="online")
+        await asyncio.sleep(0.6)
+        assert await asyncio.to_thread(Connection.objects.filter(instance_id=b.instance_id).count) == 1
+        b.kill()
+        # Dead after 3 cleanup intervals (0.5 s each); the survivor announces and removes it.
+        offline = await watcher.recv_type("player_status", timeout=8, user_id=bob_id)
+        assert offline["status"] == "offline"
+        await asyncio.sleep(0.5)
+        assert await asyncio.to_thread(Connection.objects.filter(instance_id=b.instance_id).count) == 0
+        assert not await asyncio.to_thread(Instance.objects.filter(id=b.instance_id).exists)
+        # The victim's client can reconnect elsewhere.
+        moved = await WsClient.open(f"{a.ws}/ws/game", bob)
+        await moved.close()
+        await watcher.close()
+        del victim
+    finally:
+        cluster.stop()
+
+
+async def test_sigterm_closes_with_1001_and_removes_records(django_db_blocker, unique):
+    with django_db_blocker.unblock():
+        cluster = Cluster(size=2).start()
+    try:
+        a, b = cluster[0], cluster[1]
+        alice_id, alice = await asyncio.to_thread(a.register, unique("alice"))
+        bob_id, bob = await asyncio.to_thread(a.register, unique("bob"))
+        status, party = await asyncio.to_thread(a.request, "POST", "/api/v1/parties/", {"name": "party"}, alice)
+        await asyncio.to_thread(a.request, "POST", f"/api/v1/parties/{party['id']}/join/", None, bob)
+        watcher = await WsClient.open(f"{a.ws}/ws/game", alice)
+        leaving = await WsClient.open(f"{b.ws}/ws/game", bob)
+        await watcher.recv_type("player_status", user_id=bob_id, status="online")
+        await asyncio.sleep(0.5)
+        code_task = asyncio.create_task(leaving.closed_with(15))
+        exit_code = await asyncio.to_thread(b.terminate, 15)
+        assert await code_task == 1001
+        assert exit_code == 0
+        offline = await watcher.recv_type("player_status", timeout=5, user_id=bob_id)
+        assert offline["status"] == "offline"
+        assert await asyncio.to_thread(Connection.objects.filter(instance_id=b.instance_id).count) == 0
+        assert not await asyncio.to_thread(Instance.objects.filter(id=b.instance_id).exists)
+        await watcher.close()
+    finally:
+        cluster.stop()
