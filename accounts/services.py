@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from accounts.models import Guild, Party
 from realtime import groups
@@ -46,7 +46,11 @@ def _announce_membership(user: Any, scope: str, scope_id: Any) -> None:
 def guild_create(*, user: Any, name: str) -> Guild:
     if Guild.objects.filter(name__iexact=name).exists():
         raise MembershipError("A guild with that name exists.", status=409)
-    guild = Guild.objects.create(name=name, created_by=user)
+    try:
+        with transaction.atomic():  # a savepoint: a concurrent create of the same name loses cleanly
+            guild = Guild.objects.create(name=name, created_by=user)
+    except IntegrityError as exc:
+        raise MembershipError("A guild with that name exists.", status=409) from exc
     _guild_set(user, guild)
     return guild
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from realtime.protocol import CloseCode
 from tests.support.communicator import connect
+from tests.support.db import db
 from tests.support.users import access_token, make_user, refresh_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,7 +51,7 @@ async def test_anonymous_refused_on_protected_endpoints(path):
 @pytest.mark.parametrize("via", ["query", "header", "subprotocol"])
 @pytest.mark.parametrize("path", ENDPOINTS)
 async def test_token_accepted_three_ways(path, via):
-    user = await asyncio.to_thread(make_user)
+    user = await db(make_user)()
     client = await connect(path, access_token(user), via=via)
     assert client.established["user"] == {"id": str(user.pk), "username": user.username}
     assert client.subprotocol == ("bearer" if via == "subprotocol" else None)
@@ -70,7 +71,7 @@ async def test_invalid_token_refused_everywhere(path, token):
 
 @pytest.mark.parametrize("path", PUBLIC)
 async def test_refresh_token_is_not_an_access_token(path):
-    user = await asyncio.to_thread(make_user)
+    user = await db(make_user)()
     error, code = await refused(path, refresh_token(user))
     assert (error["code"], code) == ("invalid_token", 4401)
 
@@ -82,31 +83,31 @@ async def test_bearer_subprotocol_without_token_is_invalid():
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 async def test_expired_token(path):
-    user = await asyncio.to_thread(make_user)
+    user = await db(make_user)()
     error, code = await refused(path, access_token(user, lifetime=timedelta(seconds=-5)))
     assert (error["code"], code) == ("token_expired", 4401)
 
 
 async def test_inactive_and_deleted_users_are_invalid():
-    inactive = await asyncio.to_thread(make_user, is_active=False)
+    inactive = await db(make_user)(is_active=False)
     error, code = await refused("/ws/game", access_token(inactive))
     assert (error["code"], code) == ("invalid_token", 4401)
-    gone = await asyncio.to_thread(make_user)
+    gone = await db(make_user)()
     token = access_token(gone)
-    await asyncio.to_thread(gone.delete)
+    await db(gone.delete)()
     error, code = await refused("/ws/world", token)
     assert (error["code"], code) == ("invalid_token", 4401)
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 async def test_banned_user_refused(path):
-    user = await asyncio.to_thread(make_user, banned_until=timezone.now() + timedelta(hours=1))
+    user = await db(make_user)(banned_until=timezone.now() + timedelta(hours=1))
     error, code = await refused(path, access_token(user))
     assert (error["code"], code) == ("banned", CloseCode.FORBIDDEN)
 
 
 async def test_expired_ban_lets_user_in():
-    user = await asyncio.to_thread(make_user, banned_until=timezone.now() - timedelta(seconds=1))
+    user = await db(make_user)(banned_until=timezone.now() - timedelta(seconds=1))
     client = await connect("/ws/chat", access_token(user))
     assert client.established["user"]["id"] == str(user.pk)
     await client.close()
@@ -249,7 +250,7 @@ async def test_activity_keeps_connection_open(fast_realtime):
 
 async def test_token_expiry_closes_open_connection(fast_realtime):
     fast_realtime.WEBSOCKET_CONNECTION_TIMEOUT = 30
-    user = await asyncio.to_thread(make_user)
+    user = await db(make_user)()
     client = await connect("/ws/chat", access_token(user, lifetime=timedelta(seconds=1)))
     error = await client.recv_type("error", timeout=3)
     assert error["code"] == "token_expired"
@@ -257,17 +258,15 @@ async def test_token_expiry_closes_open_connection(fast_realtime):
 
 
 async def test_revalidation_closes_banned_and_deactivated(fast_realtime):
-    banned = await asyncio.to_thread(make_user)
-    deactivated = await asyncio.to_thread(make_user)
+    banned = await db(make_user)()
+    deactivated = await db(make_user)()
     fast_realtime.WEBSOCKET_CONNECTION_TIMEOUT = 30
     a = await connect("/ws/chat", access_token(banned))
     b = await connect("/ws/world", access_token(deactivated))
     from accounts.models import User
 
-    await asyncio.to_thread(
-        User.objects.filter(pk=banned.pk).update, banned_until=timezone.now() + timedelta(minutes=5)
-    )
-    await asyncio.to_thread(User.objects.filter(pk=deactivated.pk).update, is_active=False)
+    await db(User.objects.filter(pk=banned.pk).update)(banned_until=timezone.now() + timedelta(minutes=5))
+    await db(User.objects.filter(pk=deactivated.pk).update)(is_active=False)
     assert (await a.recv_type("error", timeout=3))["code"] == "banned"
     assert await a.expect_close() == CloseCode.FORBIDDEN
     assert (await b.recv_type("error", timeout=3))["code"] == "invalid_token"

@@ -9,6 +9,7 @@ import pytest
 
 from realtime.models import Connection
 from tests.support.cluster import WsClient
+from tests.support.db import db
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -17,7 +18,7 @@ async def staff_token(server, name):
     from accounts.models import User
 
     user_id, _ = await asyncio.to_thread(server.register, name)
-    await asyncio.to_thread(User.objects.filter(pk=user_id).update, is_staff=True)
+    await db(User.objects.filter(pk=user_id).update)(is_staff=True)
     status, tokens = await asyncio.to_thread(
         server.request, "POST", "/api/v1/auth/token/", {"username": name, "password": "correct-horse-battery-staple"}
     )
@@ -137,11 +138,11 @@ async def test_registry_records_connections_of_both_instances(cluster, unique):
     _, token = await asyncio.to_thread(a.register, unique("r"))
     clients = [await WsClient.open(f"{a.ws}/ws/game", token), await WsClient.open(f"{b.ws}/ws/world")]
     await asyncio.sleep(0.8)
-    rows = await asyncio.to_thread(lambda: list(Connection.objects.values_list("instance_id", "endpoint")))
+    rows = await db(lambda: list(Connection.objects.values_list("instance_id", "endpoint")))()
     assert (a.instance_id, "game") in rows and (b.instance_id, "world") in rows
     for client in clients:
         await client.close()
     await asyncio.sleep(0.8)
     ids = {c.established["connection_id"] for c in clients}
-    left = await asyncio.to_thread(lambda: set(Connection.objects.filter(id__in=ids).values_list("id", flat=True)))
+    left = await db(lambda: set(Connection.objects.filter(id__in=ids).values_list("id", flat=True)))()
     assert left == set()

@@ -9,6 +9,7 @@ import pytest
 
 from realtime.models import Connection, Instance
 from tests.support.cluster import Cluster, WsClient
+from tests.support.db import db
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -26,14 +27,14 @@ async def test_killed_instance_is_cleaned_up_by_the_survivor(django_db_blocker, 
         victim = await WsClient.open(f"{b.ws}/ws/game", bob)
         await watcher.recv_type("player_status", user_id=bob_id, status="online")
         await asyncio.sleep(0.6)
-        assert await asyncio.to_thread(Connection.objects.filter(instance_id=b.instance_id).count) == 1
+        assert await db(Connection.objects.filter(instance_id=b.instance_id).count)() == 1
         b.kill()
         # Dead after 3 cleanup intervals (0.5 s each); the survivor announces and removes it.
         offline = await watcher.recv_type("player_status", timeout=8, user_id=bob_id)
         assert offline["status"] == "offline"
         await asyncio.sleep(0.5)
-        assert await asyncio.to_thread(Connection.objects.filter(instance_id=b.instance_id).count) == 0
-        assert not await asyncio.to_thread(Instance.objects.filter(id=b.instance_id).exists)
+        assert await db(Connection.objects.filter(instance_id=b.instance_id).count)() == 0
+        assert not await db(Instance.objects.filter(id=b.instance_id).exists)()
         # The victim's client can reconnect elsewhere.
         moved = await WsClient.open(f"{a.ws}/ws/game", bob)
         await moved.close()
@@ -62,8 +63,8 @@ async def test_sigterm_closes_with_1001_and_removes_records(django_db_blocker, u
         assert exit_code == 0
         offline = await watcher.recv_type("player_status", timeout=5, user_id=bob_id)
         assert offline["status"] == "offline"
-        assert await asyncio.to_thread(Connection.objects.filter(instance_id=b.instance_id).count) == 0
-        assert not await asyncio.to_thread(Instance.objects.filter(id=b.instance_id).exists)
+        assert await db(Connection.objects.filter(instance_id=b.instance_id).count)() == 0
+        assert not await db(Instance.objects.filter(id=b.instance_id).exists)()
         await watcher.close()
     finally:
         cluster.stop()

@@ -1,8 +1,4 @@
-"""Stored state of the real-time system: the connection registry and offline deliveries.
-
-Domain models (chat, combat, world) live in their own modules and are imported here so Django
-finds them.
-"""
+"""Stored state of the connection registry and offline deliveries."""
 
 from __future__ import annotations
 

@@ -1,0 +1,5 @@
+"""Stored state of the real-time system, one module per feature; Django finds them here."""
+
+from realtime.models.registry import Connection, Instance, PendingDelivery
+
+__all__ = ["Connection", "Instance", "PendingDelivery"]
