@@ -132,8 +132,18 @@ FAST_ENV = {
 class ServerProcess:
     """One daphne instance of the project on a free port."""
 
-    def __init__(self, name: str, *, redis: RedisServer | None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        redis: RedisServer | None,
+        env: dict[str, str] | None = None,
+        base_env: dict[str, str] | None = None,
+        daphne_args: list[str] | None = None,
+    ) -> None:
         self.name = name
+        self.base_env = FAST_ENV if base_env is None else base_env
+        self.daphne_args = list(daphne_args or [])
         self.port = free_port()
         self.redis = redis
         self.extra_env = dict(env or {})
@@ -154,14 +164,15 @@ class ServerProcess:
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_"))}
+        if "DATABASE_URL" not in self.extra_env:
+            env["DATABASE_URL"] = test_database_url()
         env.update(
             {
                 "DJANGO_SETTINGS_MODULE": "rpgrealtime.settings.test",
-                "DATABASE_URL": test_database_url(),
                 "REDIS_URL": self.redis.url if self.redis else "",
                 "INSTANCE_ID": self.instance_id,
                 "PYTHONUNBUFFERED": "1",
-                **FAST_ENV,
+                **self.base_env,
                 **self.extra_env,
             }
         )
@@ -170,7 +181,17 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> ServerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "rpgrealtime.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                *self.daphne_args,
+                "rpgrealtime.asgi:application",
+            ],
             cwd=ROOT,
             env=self.environment(),
             stdout=log,

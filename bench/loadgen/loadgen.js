@@ -1,0 +1,317 @@
+// Load generator for the rpgrealtime benchmarks. Node + ws: far cheaper per received frame than
+// the Python servers it measures; it reports its own CPU so that can be checked.
+//
+// Usage: node loadgen.js <config.json>   (written by bench/run.py; result JSON on stdout)
+//
+// Workloads:
+//   fanout   S subscribers in global chat spread over the servers, one publisher at R msgs/s.
+//   connect  C authenticated connections as fast as possible (concurrency K), then hold them.
+//   chatmix  parties of 5 chatting at a realistic rate, plus some global chat.
+// Protocols: "rpgrealtime" (this project) and "socketio" (the python-socketio reference peer).
+// Subscribers may be spread over several child processes ("procs") so one event loop is never
+// the bottleneck; latencies use the shared wall clock (performance.timeOrigin + now()).
+"use strict";
+
+const fs = require("fs");
+const { fork } = require("child_process");
+const { performance } = require("perf_hooks");
+const WebSocket = require("ws");
+
+const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function percentile(sorted, p) {
+  if (!sorted.length) return null;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index];
+}
+
+function summarize(latencies) {
+  const sorted = Float64Array.from(latencies).sort();
+  const round = (v) => (v == null ? null : Math.round(v * 100) / 100);
+  return {
+    count: sorted.length,
+    p50_ms: round(percentile(sorted, 50)),
+    p90_ms: round(percentile(sorted, 90)),
+    p99_ms: round(percentile(sorted, 99)),
+    max_ms: round(sorted.length ? sorted[sorted.length - 1] : null),
+  };
+}
+
+// --- clients -------------------------------------------------------------------------------
+
+// Frames carry "<stamp>|<seq>" in their content; finding it with indexOf avoids a JSON.parse per
+// received frame, which would make the generator the bottleneck.
+function stampOf(text) {
+  const marker = text.indexOf('"content":"');
+  if (marker < 0) return null;
+  const start = marker + 11;
+  const bar = text.indexOf("|", start);
+  if (bar < 0) return null;
+  const stamp = Number(text.slice(start, bar));
+  return Number.isFinite(stamp) ? stamp : null;
+}
+
+function openRpg(url, token, onFrame) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url}?token=${token}`, { perMessageDeflate: false, handshakeTimeout: 30000 });
+    let established = false;
+    ws.on("message", (data) => {
+      const text = data.toString();
+      if (!established) {
+        if (text.includes('"connection_established"')) {
+          established = true;
+          resolve(ws);
+        } else if (text.includes('"error"')) {
+          reject(new Error(text));
+        }
+        return;
+      }
+      if (text.charCodeAt(9) === 112 && text.startsWith('{"type":"ping"')) {
+        ws.send('{"type":"pong"}');
+        return;
+      }
+      onFrame(text);
+    });
+    ws.on("error", (err) => { if (!established) reject(err); });
+    ws.on("close", (code) => { if (!established) reject(new Error(`closed ${code}`)); });
+  });
+}
+
+function openSocketIO(url, token, onFrame) {
+  const { io } = require("socket.io-client");
+  return new Promise((resolve, reject) => {
+    const socket = io(url, { transports: ["websocket"], auth: { token }, reconnection: false, timeout: 30000 });
+    socket.on("connect", () => resolve(socket));
+    socket.on("connect_error", reject);
+    socket.on("chat_message", (message) => onFrame(`{"content":"${message.content}"}`));
+  });
+}
+
+async function openAll(cfg, tokens, urls, onFrame, concurrency = 50) {
+  const clients = new Array(tokens.length);
+  let next = 0;
+  let failures = 0;
+  const open = cfg.protocol === "socketio" ? openSocketIO : openRpg;
+  async function worker() {
+    while (next < tokens.length) {
+      const i = next++;
+      const url = urls[i % urls.length] + (cfg.protocol === "socketio" ? "" : cfg.path);
+      for (let attempt = 0; attempt < 3 && !clients[i]; attempt++) {
+        try {
+          clients[i] = await open(url, tokens[i], onFrame);
+        } catch (err) {
+          failures++;
+          await sleep(200);
+        }
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return { clients: clients.filter(Boolean), failures };
+}
+
+function closeAll(clients) {
+  for (const c of clients) {
+    try { c.close(); } catch (_) { /* already gone */ }
+  }
+}
+
+// --- subscriber child process --------------------------------------------------------------
+
+async function subscriberMain() {
+  process.on("message", async (msg) => {
+    if (msg.cmd === "start") {
+      const latencies = [];
+      let received = 0;
+      const onFrame = (text) => {
+        const stamp = stampOf(text);
+        if (stamp !== null) {
+          received++;
+          latencies.push(now() - stamp);
+        }
+      };
+      const cpu0 = process.cpuUsage();
+      const { clients, failures } = await openAll(msg.cfg, msg.tokens, msg.urls, onFrame, 25);
+      process.send({ cmd: "ready", connected: clients.length, failures });
+      process.on("message", async (m2) => {
+        if (m2.cmd === "finish") {
+          const cpu = process.cpuUsage(cpu0);
+          process.send({ cmd: "result", received, latencies, cpu_ms: (cpu.user + cpu.system) / 1000 });
+          closeAll(clients);
+          await sleep(200);
+          process.exit(0);
+        }
+      });
+    }
+  });
+}
+
+async function startSubscribers(cfg, tokens) {
+  const procs = Math.max(1, cfg.procs || 1);
+  const children = [];
+  for (let p = 0; p < procs; p++) {
+    const mine = tokens.filter((_, i) => i % procs === p);
+    const child = fork(__filename, ["--subscriber"]);
+    const ready = new Promise((resolve) => child.once("message", resolve));
+    child.send({ cmd: "start", cfg, tokens: mine, urls: cfg.urls });
+    children.push({ child, ready });
+  }
+  const readies = await Promise.all(children.map((c) => c.ready));
+  return {
+    connected: readies.reduce((a, r) => a + r.connected, 0),
+    failures: readies.reduce((a, r) => a + r.failures, 0),
+    async finish() {
+      const results = await Promise.all(children.map(({ child }) => new Promise((resolve) => {
+        child.once("message", resolve);
+        child.send({ cmd: "finish" });
+      })));
+      return results;
+    },
+  };
+}
+
+// --- workloads -----------------------------------------------------------------------------
+
+async function publisherFor(cfg, token, url) {
+  if (cfg.protocol === "socketio") {
+    const socket = await openSocketIO(url, token, () => {});
+    return (content) => socket.emit("chat", { content });
+  }
+  const ws = await openRpg(url + cfg.path, token, () => {});
+  return (content) => ws.send(`{"type":"chat_message","channel":"global","content":"${content}"}`);
+}
+
+async function fanout(cfg) {
+  const t0 = now();
+  const subs = await startSubscribers(cfg, cfg.tokens.slice(1, 1 + cfg.subscribers));
+  const connectSeconds = (now() - t0) / 1000;
+  const send = await publisherFor(cfg, cfg.tokens[0], cfg.urls[0]);
+  await sleep(1000);
+  const cpu0 = process.cpuUsage();
+  const interval = 1000 / cfg.rate;
+  const total = Math.round(cfg.rate * cfg.duration);
+  const start = now();
+  let sent = 0;
+  while (sent < total) {
+    const due = start + sent * interval;
+    const wait = due - now();
+    if (wait > 1) await sleep(wait);
+    send(`${now()}|${sent}`);
+    sent++;
+  }
+  const sendSeconds = (now() - start) / 1000;
+  await sleep(cfg.drain_seconds * 1000);
+  const results = await subs.finish();
+  const cpu = process.cpuUsage(cpu0);
+  const latencies = [].concat(...results.map((r) => r.latencies));
+  const received = results.reduce((a, r) => a + r.received, 0);
+  const expected = sent * subs.connected;
+  return {
+    workload: "fanout",
+    protocol: cfg.protocol,
+    subscribers: subs.connected,
+    connect_failures: subs.failures,
+    connect_seconds: Math.round(connectSeconds * 100) / 100,
+    rate: cfg.rate,
+    sent,
+    send_seconds: Math.round(sendSeconds * 100) / 100,
+    expected,
+    received,
+    delivered_pct: expected ? Math.round((received / expected) * 10000) / 100 : 0,
+    deliveries_per_second: Math.round(received / sendSeconds),
+    latency: summarize(latencies),
+    loadgen_cpu_seconds: Math.round(((cpu.user + cpu.system) / 1e6 + results.reduce((a, r) => a + r.cpu_ms, 0) / 1000) * 100) / 100,
+  };
+}
+
+async function connect(cfg) {
+  const t0 = now();
+  const cpu0 = process.cpuUsage();
+  const { clients, failures } = await openAll(cfg, cfg.tokens.slice(0, cfg.connections), cfg.urls, () => {}, cfg.concurrency || 100);
+  const seconds = (now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  process.stderr.write(`HOLDING ${clients.length}\n`);
+  await sleep(cfg.hold_seconds * 1000);
+  closeAll(clients);
+  await sleep(500);
+  return {
+    workload: "connect",
+    protocol: cfg.protocol,
+    connections: clients.length,
+    failures,
+    seconds: Math.round(seconds * 100) / 100,
+    connects_per_second: Math.round(clients.length / seconds),
+    loadgen_cpu_seconds: Math.round(((cpu.user + cpu.system) / 1e6) * 100) / 100,
+  };
+}
+
+async function chatmix(cfg) {
+  // Users come in parties of 5 (cfg.parties[i] = party of tokens[i]); each sends a party message
+  // every `party_interval` seconds (jittered); `global_every`th user also speaks in global chat.
+  const latencies = [];
+  let received = 0;
+  const onFrame = (text) => {
+    if (!text.includes('"channel":"party"')) return;
+    const stamp = stampOf(text);
+    if (stamp !== null) {
+      received++;
+      latencies.push(now() - stamp);
+    }
+  };
+  const t0 = now();
+  const { clients, failures } = await openAll(cfg, cfg.tokens, cfg.urls, onFrame, 50);
+  const connectSeconds = (now() - t0) / 1000;
+  await sleep(1000);
+  const cpu0 = process.cpuUsage();
+  let sent = 0;
+  let globalSent = 0;
+  const end = now() + cfg.duration * 1000;
+  const timers = clients.map((ws, i) => {
+    const loop = async () => {
+      await sleep(Math.random() * cfg.party_interval * 1000);
+      while (now() < end) {
+        ws.send(`{"type":"chat_message","channel":"party","content":"${now()}|${i}"}`);
+        sent++;
+        if (cfg.global_every && i % cfg.global_every === 0) {
+          ws.send(`{"type":"chat_message","channel":"global","content":"hello from ${i}"}`);
+          globalSent++;
+        }
+        await sleep(cfg.party_interval * 1000 * (0.5 + Math.random()));
+      }
+    };
+    return loop();
+  });
+  await Promise.all(timers);
+  await sleep(cfg.drain_seconds * 1000);
+  const cpu = process.cpuUsage(cpu0);
+  closeAll(clients);
+  const expected = sent * 5; // each party message reaches the 5 members (sender included)
+  return {
+    workload: "chatmix",
+    users: clients.length,
+    connect_failures: failures,
+    connect_seconds: Math.round(connectSeconds * 100) / 100,
+    party_messages: sent,
+    global_messages: globalSent,
+    expected_party_deliveries: expected,
+    received_party_deliveries: received,
+    delivered_pct: expected ? Math.round((received / expected) * 10000) / 100 : 0,
+    latency: summarize(latencies),
+    loadgen_cpu_seconds: Math.round(((cpu.user + cpu.system) / 1e6) * 100) / 100,
+  };
+}
+
+async function main() {
+  if (process.argv.includes("--subscriber")) return subscriberMain();
+  const cfg = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+  const workloads = { fanout, connect, chatmix };
+  const result = await workloads[cfg.workload](cfg);
+  process.stdout.write(JSON.stringify(result) + "\n");
+  process.exit(0);
+}
+
+main().catch((err) => {
+  process.stderr.write(`loadgen failed: ${err.stack || err}\n`);
+  process.exit(1);
+});
