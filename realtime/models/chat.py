@@ -105,7 +105,9 @@ class ModerationAction(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     moderator_name = models.CharField(max_length=150)
-    target = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    target = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     target_name = models.CharField(max_length=150, blank=True)
     message_id = models.UUIDField(null=True, blank=True, help_text="The deleted message (delete_message).")
     reason = models.CharField(max_length=500, blank=True)

@@ -179,9 +179,7 @@ async def chat_typing_send(*, sender: ChatSender, channel: str, is_typing: bool,
     conversation = conversation_key(channel, scope_id=scope_id, user_a=sender.user_id, user_b=to)
     if not await _claim(f"typing:{sender.user_id}:{conversation}:{int(is_typing)}", TYPING_THROTTLE_SECONDS):
         return False
-    event = build_event(
-        "typing", user=sender.username, user_id=sender.user_id, channel=channel, is_typing=is_typing
-    )
+    event = build_event("typing", user=sender.username, user_id=sender.user_id, channel=channel, is_typing=is_typing)
     if channel == "global":
         await broadcast_to_channel(groups.chat_global(), event, exclude_user=sender.user_id)
     elif channel in ("guild", "party"):
