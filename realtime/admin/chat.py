@@ -149,15 +149,6 @@ class ChatMessageAdmin(admin.ModelAdmin):
             target=lambda m: {"message_id": m.message_id},
         )
 
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        # `=message_id` only makes sense for a UUID; other terms search text fields alone.
-        try:
-            return super().get_search_results(request, queryset, search_term)
-        except Exception:
-            return queryset.filter(content__icontains=search_term) | queryset.filter(
-                sender_name__icontains=search_term
-            ), False
-
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
