@@ -206,7 +206,7 @@ def chat_history_page(
         _not_yourself(reader, with_user)
         User = get_user_model()
         if not User.objects.filter(pk=with_user).exists():
-            raise ProtocolError(ErrorCode.NOT_FOUND, "No such user.", to=with_user)
+            raise ProtocolError(ErrorCode.NOT_FOUND, "No such user.", **{"with": with_user})
     conversation = conversation_key(channel, scope_id=scope_id, user_a=reader.user_id, user_b=with_user)
     visible = ChatMessage.objects.filter(conversation=conversation, deleted_at=None)
     if before is not None:

@@ -441,7 +441,7 @@ async def test_private_history_is_only_the_readers_conversation():
     cb = await c.request({"type": "history_request", "channel": "private", "with": str(bob.pk)})
     assert cb["messages"] == [] and cb["has_more"] is False
     unknown = await error_for(a, {"type": "history_request", "channel": "private", "with": str(uuid.uuid4())})
-    assert unknown["code"] == "not_found"
+    assert unknown["code"] == "not_found" and set(unknown["details"]) == {"with"}
     await close_all(a, b, c)
 
 
