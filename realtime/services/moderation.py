@@ -199,14 +199,20 @@ def _close_message(outcome: ModerationOutcome) -> str:
 
 
 async def moderation_apply(**options: Any) -> ModerationOutcome:
-    """Record and publish a moderation action (async callers: the chat consumer)."""
+    """Record and publish a moderation action (async callers: the chat consumer).
+
+    Takes the keyword arguments of `moderation_record`; raises its ProtocolErrors.
+    """
     outcome = await database_sync_to_async(moderation_record)(**options)
     await moderation_publish(outcome)
     return outcome
 
 
 def moderation_apply_sync(**options: Any) -> ModerationOutcome:
-    """Record and publish from sync code (admin actions); publishes once the transaction commits."""
+    """Record and publish from sync code (admin actions); publishes once the transaction commits.
+
+    Takes the keyword arguments of `moderation_record`; raises its ProtocolErrors.
+    """
     outcome = moderation_record(**options)
     transaction.on_commit(lambda: async_to_sync(moderation_publish)(outcome))
     return outcome
