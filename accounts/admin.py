@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from accounts.models import Guild, Party, User
+from realtime.admin.chat import user_moderation_actions
 
 
 @admin.register(User)
@@ -15,6 +16,9 @@ class UserAdmin(DjangoUserAdmin):
         *DjangoUserAdmin.fieldsets,
         ("Game", {"fields": ("is_moderator", "guild", "party", "banned_until", "muted_until")}),
     )
+    # Sanctions change only through the moderation actions: they are logged and reach open connections.
+    readonly_fields = ("banned_until", "muted_until")
+    actions = user_moderation_actions()
 
 
 @admin.register(Guild)

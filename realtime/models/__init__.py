@@ -1,5 +1,6 @@
 """Stored state of the real-time system, one module per feature; Django finds them here."""
 
+from realtime.models.chat import ChatMessage, ModerationAction
 from realtime.models.registry import Connection, Instance, PendingDelivery
 
-__all__ = ["Connection", "Instance", "PendingDelivery"]
+__all__ = ["ChatMessage", "Connection", "Instance", "ModerationAction", "PendingDelivery"]
