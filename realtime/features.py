@@ -21,3 +21,7 @@ def install_features(runtime: Runtime) -> None:
     hub.register_control("deliver_pending", lambda conn, message: conn.consumer.on_control_deliver_pending(message))
     hub.register_control("refresh_user", lambda conn, message: conn.consumer.on_control_refresh_user(message))
     hub.register_filter("not_in_guild", presence.not_in_guild_filter)
+
+    from realtime.services.combat import install as install_combat
+
+    install_combat(runtime)

@@ -1,5 +1,14 @@
 """Stored state of the real-time system, one module per feature; Django finds them here."""
 
+from realtime.models.combat import CombatLogEntry, CombatParticipant, CombatSession, PlayerCombatStats
 from realtime.models.registry import Connection, Instance, PendingDelivery
 
-__all__ = ["Connection", "Instance", "PendingDelivery"]
+__all__ = [
+    "CombatLogEntry",
+    "CombatParticipant",
+    "CombatSession",
+    "Connection",
+    "Instance",
+    "PendingDelivery",
+    "PlayerCombatStats",
+]
