@@ -22,7 +22,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -70,7 +70,9 @@ def sweep_interval() -> float:
 class Effect:
     """One outbound message of a step, published in order after the commit."""
 
-    kind: str  # "group" (session group), "user" (personal), "leave" (user's connections), "close"
+    # "group": to the session group; "user": personal (kept if offline); "leave": the user's
+    # connections leave the session group; "close": every connection leaves it.
+    kind: Literal["group", "user", "leave", "close"]
     event: dict[str, Any] | None = None
     user_id: str | None = None
     exclude_connection: str | None = None
@@ -271,12 +273,11 @@ def _start(*, user_id: str, monsters: list[str], member_ids: list[str], seed: in
         players = [engine.PlayerEntry(uid, names[uid], stats[uid]) for uid in joined]
         state = engine.new_combat(seed=seed, players=players, monsters=monsters)
         session.initial_state = state.to_json()
-        events = engine.begin(state)
         session.save(update_fields=["initial_state"])
-        outcome = _commit(session, state, events, idle_timeouts=0, now=now)
-        assert outcome is not None, "a new session cannot have moved on"
         for uid in joined:
             _log_participant(session, uid, "joined")
+        outcome = _commit(session, state, engine.begin(state), idle_timeouts=0, now=now)
+        assert outcome is not None, "a new session cannot have moved on"
     # The opening combat_state answers the starter; the others get it, then who joined.
     outcome.reply = outcome.effects[0].event
     outcome.effects[1:1] = [Effect("group", participant_event(outcome.session_id, uid, "joined")) for uid in joined]
