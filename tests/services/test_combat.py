@@ -449,3 +449,35 @@ def test_stored_log_replays_to_the_stored_state():
     replayed, events = engine.replay(session.initial_state, log)
     assert replayed.to_json() == session.state
     assert [e.data for e in events] == log
+
+
+async def test_dead_instance_hook_announces_players_whose_connection_went_with_it():
+    alice = await db(make_user)()
+    outcome = await db(start)(alice, ["troll"])
+    # Alice has no /ws/combat connection anywhere (her instance's presence was purged).
+    assert await combat.combat_presence_reconcile("dead-instance") == 1
+    participant = await db(CombatParticipant.objects.get)(user=alice)
+    assert participant.active and not participant.connected
+    assert await combat.combat_presence_reconcile("dead-instance") == 0  # announced once
+    kinds = await db(lambda: list(CombatLogEntry.objects.filter(session_id=outcome.session_id, kind="participant")))()
+    assert [k.action for k in kinds] == ["joined", "disconnected"]
+
+
+async def test_the_sweep_alone_times_turns_out(settings):
+    from realtime.runtime import ensure_runtime
+
+    settings.COMBAT_TURN_TIMEOUT = 0.2
+    runtime = await ensure_runtime()
+    assert "combat-timeouts" in [name for name, _, _ in runtime.jobs]
+    alice = await db(make_user)()
+    # Stored without publishing: no instance armed a local timer for this turn.
+    outcome = await db(start)(alice, ["troll"])
+
+    async def timed_out():
+        return await db(CombatLogEntry.objects.filter(session_id=outcome.session_id, kind="timeout").exists)()
+
+    for _ in range(100):
+        if await timed_out():
+            break
+        await asyncio.sleep(0.05)
+    assert await timed_out()
