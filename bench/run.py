@@ -15,6 +15,7 @@ writes JSON to bench/results/ plus a markdown row on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -103,10 +104,8 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.is_set():
             for proc in self.procs:
-                try:
+                with contextlib.suppress(Exception):
                     self.peak_rss[proc.pid] = max(self.peak_rss[proc.pid], proc.memory_info().rss)
-                except Exception:
-                    pass
             time.sleep(0.25)
 
     def rss(self) -> dict[int, int]:

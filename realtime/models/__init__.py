@@ -1,6 +1,17 @@
 """Stored state of the real-time system, one module per feature; Django finds them here."""
 
 from realtime.models.chat import ChatMessage, ModerationAction
+from realtime.models.combat import CombatLogEntry, CombatParticipant, CombatSession, PlayerCombatStats
 from realtime.models.registry import Connection, Instance, PendingDelivery
 
-__all__ = ["ChatMessage", "Connection", "Instance", "ModerationAction", "PendingDelivery"]
+__all__ = [
+    "ChatMessage",
+    "CombatLogEntry",
+    "CombatParticipant",
+    "CombatSession",
+    "Connection",
+    "Instance",
+    "ModerationAction",
+    "PendingDelivery",
+    "PlayerCombatStats",
+]

@@ -1,0 +1,42 @@
+"""Client frames of `/ws/combat` (PROTOCOL §6)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+from realtime.combat.catalogue import MAX_MONSTERS_PER_FIGHT
+from realtime.protocol import ClientFrame
+
+
+def _canonical_uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise ValueError("must be a UUID") from exc
+
+
+# Strict mode refuses a string for a `uuid.UUID` field, so parse it ourselves (canonical form).
+SessionId = Annotated[str, StringConstraints(max_length=64), AfterValidator(_canonical_uuid)]
+MonsterKey = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+
+class CombatStartIn(ClientFrame):
+    monsters: list[MonsterKey] = Field(min_length=1, max_length=MAX_MONSTERS_PER_FIGHT)
+    with_party: bool = False
+
+
+class CombatActionIn(ClientFrame):
+    combat_session_id: SessionId
+    # Checked by the rules, not here: an unknown action is `invalid_action`, not a malformed frame.
+    action: Annotated[str, StringConstraints(max_length=64)]
+    target: Annotated[str, StringConstraints(max_length=64)] | None = None
+    # Optional: pins the action to this round, so a resent action never lands on a later turn.
+    round: Annotated[int, Field(ge=1)] | None = None
+
+
+class CombatStateRequestIn(ClientFrame):
+    # Optional: without it, the caller's running fight.
+    combat_session_id: SessionId | None = None
