@@ -6,5 +6,6 @@ from realtime import views
 
 urlpatterns = [
     path("health", views.health, name="websocket-health"),
+    path("metrics", views.MetricsView.as_view(), name="websocket-metrics"),
     path("publish", views.PublishView.as_view(), name="websocket-publish"),
 ]
