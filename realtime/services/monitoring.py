@@ -17,9 +17,8 @@ from django.utils import timezone
 
 from realtime import metrics
 from realtime.models import Connection, Instance
+from realtime.protocol import ENDPOINTS
 from realtime.registry import DEAD_AFTER_INTERVALS, cluster_counts
-
-ENDPOINTS = ("game", "chat", "combat", "world")
 
 
 def _by_endpoint(counts: dict[str, float]) -> dict[str, int]:

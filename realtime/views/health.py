@@ -15,6 +15,7 @@ backend. Failures are reported by class name only: no hosts, SQL or paths in the
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +30,12 @@ from realtime.runtime import current_runtime, ensure_runtime, get_shared_state
 
 # 0.8 s per check; they run concurrently, so the answer stays under a second.
 CHECK_TIMEOUT = 0.8
+# A check still running after this long is abandoned (e.g. a probe lost while Redis was
+# down) so the next request starts a fresh one instead of joining it forever.
+ABANDON_AFTER = 5.0
 
 _database_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health-db")
+_database_call: concurrent.futures.Future | None = None
 _in_flight: dict[str, asyncio.Task] = {}
 
 
@@ -39,7 +44,7 @@ def _shared(name: str, check: Callable[[], Awaitable[Any]]) -> Awaitable[Any]:
     loop = asyncio.get_running_loop()
     task = _in_flight.get(name)
     if task is None or task.done() or task.get_loop() is not loop:
-        task = _in_flight[name] = loop.create_task(check(), name=f"health-{name}")
+        task = _in_flight[name] = loop.create_task(asyncio.wait_for(check(), ABANDON_AFTER), name=f"health-{name}")
         # Retrieve the outcome even when every waiter timed out first (no "never retrieved").
         task.add_done_callback(lambda done: done.cancelled() or done.exception())
     return asyncio.shield(task)
@@ -76,7 +81,12 @@ def _select_one() -> None:
 
 
 async def _database_roundtrip() -> None:
-    await asyncio.get_running_loop().run_in_executor(_database_thread, _select_one)
+    # A call stuck in the database thread is waited for again, never queued behind: at most
+    # one health query is ever outstanding against a hung database.
+    global _database_call
+    if _database_call is None or _database_call.done():
+        _database_call = _database_thread.submit(_select_one)
+    await asyncio.wrap_future(_database_call)
 
 
 async def _shared_state_ping() -> None:
@@ -84,7 +94,7 @@ async def _shared_state_ping() -> None:
 
 
 @require_safe
-async def health(request) -> JsonResponse:
+async def health_check(request) -> JsonResponse:
     layer, database, shared_state = await asyncio.gather(
         _timed("channel_layer", _channel_layer_roundtrip),
         _timed("database", _database_roundtrip),
