@@ -23,14 +23,15 @@ def redis_settings_from_env(env: environ.Env) -> dict[str, Any] | None:
         return None
     sentinels: list[tuple[str, int]] = []
     for item in sentinels_raw:
-        host, _, port = item.rpartition(":")
+        host, _, port = item.strip().rpartition(":")
         if not host or not port.isdigit():
             raise ImproperlyConfigured(f"REDIS_SENTINELS entry {item!r} must look like host:port.")
         sentinels.append((host, int(port)))
     master = env.str("REDIS_SENTINEL_MASTER", default="")
     if sentinels and not master:
         raise ImproperlyConfigured("REDIS_SENTINELS is set: also set REDIS_SENTINEL_MASTER (the monitored name).")
-    sentinel_password = env.str("REDIS_SENTINEL_PASSWORD", default=None)
+    # Read directly: django-environ turns a set-but-empty value into the default.
+    sentinel_password = env.ENVIRON.get("REDIS_SENTINEL_PASSWORD")
     return {
         "url": url,
         "password": password,
