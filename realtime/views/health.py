@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,8 @@ from django.http import JsonResponse
 from django.views.decorators.http import require_safe
 
 from realtime.runtime import current_runtime, ensure_runtime, get_shared_state
+
+logger = logging.getLogger(__name__)
 
 # 0.8 s per check; they run concurrently, so the answer stays under a second.
 CHECK_TIMEOUT = 0.8
@@ -105,9 +108,28 @@ async def health_check(request) -> JsonResponse:
     draining = bool(runtime is not None and runtime.hub.draining)
     checks = {"channel_layer": layer, "database": database, "shared_state": shared_state}
     healthy = not draining and all(check["status"] == "ok" for check in checks.values())
+    _log_change(healthy, checks, draining)
     response = JsonResponse(
         {"status": "healthy" if healthy else "unhealthy", "checks": checks, "draining": draining},
         status=200 if healthy else 503,
     )
     response["Cache-Control"] = "no-store"
+    # A 503 here is an answer, not a server error: load balancers poll every few seconds, so
+    # Django's per-response error log would flood during an outage. `_log_change` logs once.
+    response._has_been_logged = True
     return response
+
+
+_last_healthy: bool | None = None
+
+
+def _log_change(healthy: bool, checks: dict[str, dict[str, Any]], draining: bool) -> None:
+    global _last_healthy
+    if healthy == _last_healthy:
+        return
+    _last_healthy = healthy
+    if healthy:
+        logger.info("health: healthy")
+    else:
+        failing = ", ".join(f"{name}={check.get('error')}" for name, check in checks.items() if check["status"] != "ok")
+        logger.warning("health: unhealthy (%s)", "draining" if draining else failing)
