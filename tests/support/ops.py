@@ -73,3 +73,53 @@ def manage(server: ServerProcess, *args: str, env: dict[str, str] | None = None)
         check=False,
     )
     return CommandResult(result.returncode, result.stdout, result.stderr)
+
+
+class SentinelServer:
+    """A private Redis Sentinel watching one master (quorum 1, fast failure detection)."""
+
+    MASTER = "mymaster"
+
+    def __init__(self, master_port: int) -> None:
+        import tempfile
+
+        from tests.support.cluster import free_port
+
+        self.port = free_port()
+        self.master_port = master_port
+        self._dir = tempfile.mkdtemp(prefix="rpgrt-sentinel-")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> SentinelServer:
+        from pathlib import Path
+
+        from tests.support.cluster import redis_binary, wait_for_port
+
+        config = Path(self._dir) / "sentinel.conf"
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
+            f"sentinel monitor {self.MASTER} 127.0.0.1 {self.master_port} 1\n"
+            f"sentinel down-after-milliseconds {self.MASTER} 1000\n"
+            f"sentinel failover-timeout {self.MASTER} 5000\n"
+        )
+        self.process = subprocess.Popen(
+            [redis_binary(), str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port)
+        return self
+
+    def master_port_now(self) -> int | None:
+        import redis
+
+        client = redis.Redis(port=self.port, socket_timeout=2)
+        try:
+            address = client.sentinel_get_master_addr_by_name(self.MASTER)
+            return int(address[1]) if address else None
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
