@@ -34,9 +34,10 @@ DASHBOARD = "/admin/realtime/instance/dashboard/"
 
 @pytest.fixture
 def fast_registry(settings):
-    """Registry rows written and refreshed quickly; heartbeats stay at their defaults."""
+    """Registry rows written quickly; liveness generous (a loaded machine must not make this
+    instance look dead); heartbeats at their defaults."""
     settings.WEBSOCKET_REGISTRY_FLUSH_INTERVAL = 0.1
-    settings.WEBSOCKET_CLEANUP_INTERVAL = 0.3
+    settings.WEBSOCKET_CLEANUP_INTERVAL = 5
     return settings
 
 

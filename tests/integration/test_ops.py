@@ -65,9 +65,21 @@ async def test_metrics_show_this_instance_and_the_whole_cluster(cluster, unique)
         await WsClient.open(f"{b.ws}/ws/chat", player),
     ]
     await until_recorded(*clients)
-    status, on_a = await asyncio.to_thread(a.request, "GET", "/api/v1/websocket/metrics", None, token)
-    assert status == 200, on_a
-    _, on_b = await asyncio.to_thread(b.request, "GET", "/api/v1/websocket/metrics", None, token)
+
+    def cluster_view_complete(body: dict) -> bool:
+        # Registry counts cover live instances; with the tests' 0.5 s cleanup interval a busy
+        # machine can briefly miss a refresh, so look again until both instances are in.
+        counts = body["connections"]["cluster"]["by_endpoint"]
+        listed = {row["id"] for row in body["instances"]}
+        return {a.instance_id, b.instance_id} <= listed and counts["world"] >= 1 and counts["chat"] >= 1
+
+    for _ in range(50):
+        status, on_a = await asyncio.to_thread(a.request, "GET", "/api/v1/websocket/metrics", None, token)
+        _, on_b = await asyncio.to_thread(b.request, "GET", "/api/v1/websocket/metrics", None, token)
+        assert status == 200, on_a
+        if cluster_view_complete(on_a) and cluster_view_complete(on_b):
+            break
+        await asyncio.sleep(0.2)
     assert on_a["instance"]["id"] == a.instance_id and on_b["instance"]["id"] == b.instance_id
     assert on_a["connections"]["instance"]["by_endpoint"]["game"] >= 2
     assert on_a["connections"]["instance"]["by_endpoint"]["world"] == 0
@@ -242,14 +254,17 @@ async def test_announce_command_reaches_both_instances(cluster):
 async def test_ws_stats_and_cleanup_dry_run_as_processes(cluster):
     clients = [await WsClient.open(f"{cluster[0].ws}/ws/game"), await WsClient.open(f"{cluster[1].ws}/ws/world")]
     await until_recorded(*clients)
-    table = await asyncio.to_thread(manage, cluster[0], "ws_stats")
+    # The commands judge liveness with their own cleanup interval: a generous one here, so a
+    # busy machine delaying a refresh by a second does not make a live instance look dead.
+    generous = {"WEBSOCKET_CLEANUP_INTERVAL": "30"}
+    table = await asyncio.to_thread(manage, cluster[0], "ws_stats", env=generous)
     assert table.returncode == 0, table.stderr
     for server in cluster.servers:
         row = next(line for line in table.stdout.splitlines() if line.startswith(server.instance_id))
         assert row.split()[1] == "live"
-    data = json.loads((await asyncio.to_thread(manage, cluster[0], "ws_stats", "--json")).stdout)
+    data = json.loads((await asyncio.to_thread(manage, cluster[0], "ws_stats", "--json", env=generous)).stdout)
     assert data["by_endpoint"]["game"] >= 1 and data["by_endpoint"]["world"] >= 1
-    dry = await asyncio.to_thread(manage, cluster[0], "cleanup_connections", "--dry-run")
+    dry = await asyncio.to_thread(manage, cluster[0], "cleanup_connections", "--dry-run", env=generous)
     assert dry.returncode == 0, dry.stderr
     assert cluster[0].instance_id not in dry.stdout and cluster[1].instance_id not in dry.stdout
     for client in clients:
