@@ -41,11 +41,13 @@ class OperationError(ValueError):
     """Input an operator action refuses (empty announcement, unknown level)."""
 
 
-def run_bounded(action: Callable[..., Awaitable[T]], /, timeout: float = OPERATION_TIMEOUT, **kwargs: Any) -> T:
-    """Run an async operator action from sync code (admin, commands); TimeoutError past `timeout`."""
+def run_bounded(action: Callable[..., Awaitable[T]], /, timeout: float | None = None, **kwargs: Any) -> T:
+    """Run an async operator action from sync code (admin, commands); TimeoutError past
+    `timeout` (default OPERATION_TIMEOUT)."""
+    limit = OPERATION_TIMEOUT if timeout is None else timeout
 
     async def bounded() -> T:
-        return await asyncio.wait_for(action(**kwargs), timeout)
+        return await asyncio.wait_for(action(**kwargs), limit)
 
     return async_to_sync(bounded)()
 

@@ -401,3 +401,46 @@ def test_every_command_has_help():
         with pytest.raises(SystemExit) as exit_info:
             call_command(name, "--help", stdout=io.StringIO())
         assert exit_info.value.code == 0
+
+
+# --- when the channel layer fails ------------------------------------------------------------------
+
+
+@pytest.fixture
+def hanging_layer(monkeypatch):
+    from realtime.layers import EmbeddedChannelLayer
+    from realtime.services import operations
+
+    async def hang(self, group, message):
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(EmbeddedChannelLayer, "group_send", hang)
+    monkeypatch.setattr(operations, "OPERATION_TIMEOUT", 0.3)
+
+
+async def test_admin_actions_report_a_hanging_layer_instead_of_hanging(fast_registry, hanging_layer):
+    target = await connect("/ws/game")
+    await recorded(target)
+    client = await admin_client()
+    response = await client.post(
+        CONNECTIONS, {"action": "disconnect", ACTION_CHECKBOX_NAME: [target.established["connection_id"]]}, follow=True
+    )
+    assert "channel layer is unavailable" in response.content.decode().lower()
+    response = await client.post(DASHBOARD, {"message": "hello", "level": "info"}, follow=True)
+    assert "channel layer unavailable" in response.content.decode().lower()
+    await target.close()
+
+
+async def test_announce_command_exits_1_when_the_layer_fails(monkeypatch, hanging_layer):
+    with pytest.raises(CommandError, match=r"did not answer within 0\.2 s") as failure:
+        await command("announce", "hello", "--timeout", "0.2")
+    assert failure.value.returncode == 1
+    from realtime.layers import EmbeddedChannelLayer
+
+    async def refuse(self, group, message):
+        raise ConnectionError("layer down")
+
+    monkeypatch.setattr(EmbeddedChannelLayer, "group_send", refuse)
+    with pytest.raises(CommandError, match="refused") as failure:
+        await command("announce", "hello")
+    assert failure.value.returncode == 1

@@ -374,3 +374,45 @@ async def test_a_lost_probe_is_abandoned_so_health_recovers(monkeypatch):
     await asyncio.sleep(0.6)  # 2.2 s in: abandoned; the next request sends a fresh probe
     response = await AsyncClient().get(HEALTH)
     assert response.status_code == 200, response.json()
+
+
+# --- when the channel layer fails ------------------------------------------------------------------
+
+
+@pytest.fixture
+def refusing_layer(monkeypatch):
+    from realtime.layers import EmbeddedChannelLayer
+
+    async def refuse(self, group, message):
+        raise ConnectionError("layer down")
+
+    monkeypatch.setattr(EmbeddedChannelLayer, "group_send", refuse)
+
+
+@pytest.fixture
+def hanging_layer(monkeypatch):
+    from realtime.layers import EmbeddedChannelLayer
+    from realtime.views import publish as publish_module
+
+    async def hang(self, group, message):
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(EmbeddedChannelLayer, "group_send", hang)
+    monkeypatch.setattr(publish_module, "PUBLISH_TIMEOUT", 0.3)
+
+
+async def test_publish_says_503_when_the_layer_refuses_and_still_reaches_local_connections(refusing_layer):
+    client = await connect("/ws/game")
+    response = await publish(
+        {"target": "game", "message": {"type": "game_state", "key": "k", "value": 1}}, await staff_headers()
+    )
+    assert response.status_code == 503 and "other instances were not reached" in response.json()["detail"]
+    assert (await client.recv_type("game_state"))["key"] == "k"
+    await client.close()
+
+
+async def test_publish_says_503_when_the_layer_hangs(hanging_layer):
+    response = await publish(
+        {"target": "game", "message": {"type": "game_state", "key": "k", "value": 1}}, await staff_headers()
+    )
+    assert response.status_code == 503
