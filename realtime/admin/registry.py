@@ -166,11 +166,15 @@ class InstanceAdmin(admin.ModelAdmin):
         dead = [instance.id for instance in queryset if monitoring.instance_state(instance) == "dead"]
         skipped = queryset.count() - len(dead)
         if dead:
-            runtime = operations.cleanup_runtime()
             from realtime.housekeeping import forget_instance
 
-            for instance_id in dead:
-                operations.run_bounded(forget_instance, timeout=30.0, runtime=runtime, instance_id=instance_id)
+            runtime = operations.cleanup_runtime()
+            try:
+                for instance_id in dead:
+                    operations.run_bounded(forget_instance, timeout=30.0, runtime=runtime, instance_id=instance_id)
+            except TimeoutError:
+                self.message_user(request, "Redis or the database did not answer; try again.", messages.ERROR)
+                return
             self.message_user(request, f"Removed the records of {len(dead)} dead instance(s).", messages.SUCCESS)
         if skipped:
             self.message_user(request, f"Left {skipped} live instance(s) alone.", messages.WARNING)

@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import async_to_sync
@@ -177,10 +178,11 @@ def install(runtime: Runtime) -> None:
     layer = runtime.hub.layer
     if not isinstance(layer, EmbeddedChannelLayer):
         return
+    started = datetime.fromtimestamp(runtime.started_at, tz=UTC)
 
     async def deliver_outbox() -> None:
         while True:
-            batch = await database_sync_to_async(outbox_take)(max_age=layer.expiry)
+            batch = await database_sync_to_async(outbox_take)(max_age=layer.expiry, not_before=started)
             for group, message in batch:
                 await layer.deliver_local(group, message)
             if len(batch) < BATCH:

@@ -246,3 +246,13 @@ def test_cluster_overview_counts_live_instances_and_lists_dead_ones():
     assert overview.total == 4
     lost = next(row for row in overview.instances if row.id == "lost")
     assert lost.last_seen is None and lost.connections == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outbox_drops_messages_written_before_the_server_started():
+    outbox.outbox_put(group="game.all", message={"n": "before"})
+    started = timezone.now()
+    OutboxMessage.objects.update(created_at=started - timedelta(seconds=1))
+    outbox.outbox_put(group="game.all", message={"n": "after"})
+    assert [message["n"] for _, message in outbox.outbox_take(max_age=60, not_before=started)] == ["after"]
+    assert outbox.outbox_pending() == 0
