@@ -1,4 +1,5 @@
-"""Helpers for operations tests against real instances: the admin over HTTP, commands as processes."""
+"""Helpers for operations tests against real processes: the admin over HTTP, commands as
+processes, a private Redis Sentinel."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import http.cookiejar
 import re
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
-from tests.support.cluster import ROOT, ServerProcess
+import redis
+
+from tests.support.cluster import ROOT, ServerProcess, free_port, redis_binary, wait_for_port
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
@@ -81,20 +86,12 @@ class SentinelServer:
     MASTER = "mymaster"
 
     def __init__(self, master_port: int) -> None:
-        import tempfile
-
-        from tests.support.cluster import free_port
-
         self.port = free_port()
         self.master_port = master_port
         self._dir = tempfile.mkdtemp(prefix="rpgrt-sentinel-")
         self.process: subprocess.Popen | None = None
 
     def start(self) -> SentinelServer:
-        from pathlib import Path
-
-        from tests.support.cluster import redis_binary, wait_for_port
-
         config = Path(self._dir) / "sentinel.conf"
         config.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
@@ -109,8 +106,6 @@ class SentinelServer:
         return self
 
     def master_port_now(self) -> int | None:
-        import redis
-
         client = redis.Redis(port=self.port, socket_timeout=2)
         try:
             address = client.sentinel_get_master_addr_by_name(self.MASTER)
