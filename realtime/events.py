@@ -100,7 +100,8 @@ async def broadcast_to_channel(
 
 
 async def send_personal_message(user_id: Any, event: dict[str, Any], *, store_if_offline: bool = True) -> str:
-    """Send to every connection of one user; returns "live" or "stored" (kept for later)."""
+    """Send to every connection of one user; returns "live", "stored" (kept for later) or
+    "local" (the channel layer refused: only this instance's connections were reached)."""
     from realtime.services import offline, presence
 
     user_id = str(user_id)
@@ -114,8 +115,8 @@ async def send_personal_message(user_id: Any, event: dict[str, Any], *, store_if
             await send_control(groups.user(user_id), "deliver_pending", endpoints=endpoints)
         return "stored"
     metrics.BROADCASTS.labels("personal").inc()
-    await broadcast_to_channel(groups.user(user_id), event, endpoints=endpoints)
-    return "live"
+    reached = await broadcast_to_channel(groups.user(user_id), event, endpoints=endpoints)
+    return "live" if reached else "local"
 
 
 async def send_control(group: str, op: str, *, endpoints: frozenset[str] | None = None, **fields: Any) -> bool:
@@ -156,16 +157,20 @@ def resolve_target(target: str, event_type: str = "") -> tuple[str, list[str]]:
 
 
 async def publish(target: str, message: dict[str, Any]) -> str:
-    """Publish a whole event frame to a target of the publish API; the server adds `timestamp`."""
+    """Publish a whole event frame to a target of the publish API; the server adds `timestamp`.
+
+    Returns "live", "stored" (user target, kept for offline delivery) or "local" (the channel
+    layer refused: only connections on this instance were reached)."""
     if not isinstance(message, dict) or not isinstance(message.get("type"), str) or not message["type"]:
         raise PublishError("message must be an object with a string 'type'")
     kind, names = resolve_target(target, message["type"])
     event = {**message, "timestamp": now_iso()}
     if kind == "user":
         return await send_personal_message(names[0], event)
+    reached = True
     for group in names:
-        await broadcast_to_channel(group, event)
-    return "live"
+        reached &= await broadcast_to_channel(group, event)
+    return "live" if reached else "local"
 
 
 # --- sync twins, for the admin, DRF views and management commands ------------------------------

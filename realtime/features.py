@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def install_features(runtime: Runtime) -> None:
-    from realtime.services import combat, moderation, presence
+    from realtime.services import combat, moderation, operations, presence
 
     hub = runtime.hub
     # Instructions sent with events.send_control(...) reach these, per local connection.
@@ -23,3 +23,4 @@ def install_features(runtime: Runtime) -> None:
     hub.register_filter("not_in_guild", presence.not_in_guild_filter)
     moderation.install(runtime)
     combat.install(runtime)
+    operations.install(runtime)

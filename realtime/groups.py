@@ -43,3 +43,8 @@ def cell_of(x: float, y: float, cell_size: float) -> tuple[int, int]:
 
 def combat_session(session_id: object) -> str:
     return f"combat.session.{session_id}"
+
+
+def instances() -> str:
+    """Every server instance (its hub, not its connections): controls that name connections by id."""
+    return "cluster.instances"

@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from realtime import metrics
+from realtime import groups, metrics
 from realtime.connection import Connection
 from realtime.transport import OutboundFrame
 
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 EVENT = "rt.event"
 CONTROL = "rt.control"
+# A health probe: an instance sends it to its own hub channel through the layer and waits for it.
+PROBE = "rt.probe"
 
 # How long a new connection waits for its groups to be subscribed before it proceeds anyway
 # (Redis unreachable): it then still gets local deliveries while the subscription is retried.
@@ -131,6 +134,7 @@ class Hub:
         self._receiver: asyncio.Task | None = None
         self._filters: dict[str, BroadcastFilter] = {"near": _near_filter}
         self._control_handlers: dict[str, Callable[[Connection, dict], Any]] = {}
+        self._probes: dict[str, asyncio.Future] = {}
         self.draining = False
         self.delivered = 0  # frames handed to sockets by broadcasts, for the benchmarks
 
@@ -140,6 +144,9 @@ class Hub:
         self.channel = await self.layer.new_channel("hub.")
         self._subscriptions = _Subscriptions(self.layer, self.channel)
         self._subscriptions.start()
+        # Every hub listens to the cluster-wide group: controls that name connections by id
+        # (admin disconnects) reach whichever instance holds them, anonymous ones included.
+        self._subscriptions.want(groups.instances())
         self._receiver = asyncio.get_running_loop().create_task(self._receive_loop(), name="hub-receive")
 
     async def stop(self) -> None:
@@ -230,6 +237,29 @@ class Hub:
     def subscribed_groups(self) -> set[str]:
         return set(self._subscriptions.active) if self._subscriptions else set()
 
+    # --- health --------------------------------------------------------------------------
+
+    async def probe(self) -> None:
+        """Send a message to this hub's own channel through the layer and wait until it is back.
+
+        With Redis this is a real PUBLISH and a message read from the subscription the hub
+        receives broadcasts on, so it fails exactly when delivery would. Callers bound the wait.
+        """
+        assert self.channel is not None, "Hub.start() was not awaited"
+        token = uuid.uuid4().hex
+        arrived = asyncio.get_running_loop().create_future()
+        self._probes[token] = arrived
+        try:
+            await self.layer.send(self.channel, {"type": PROBE, "token": token})
+            await arrived
+        finally:
+            self._probes.pop(token, None)
+
+    def _probe_arrived(self, message: dict[str, Any]) -> None:
+        arrived = self._probes.get(message.get("token", ""))
+        if arrived is not None and not arrived.done():
+            arrived.set_result(None)
+
     # --- delivery --------------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
@@ -253,6 +283,8 @@ class Hub:
             self.deliver(message)
         elif kind == CONTROL:
             self._control(message)
+        elif kind == PROBE:
+            self._probe_arrived(message)
 
     def deliver(self, message: dict[str, Any]) -> int:
         """Write one broadcast to every local member it is meant for; returns the count."""
@@ -307,9 +339,16 @@ class Hub:
         return delivered
 
     def _control(self, message: dict[str, Any]) -> None:
-        members = self._members.get(message["group"])
+        """Run a control's handler for its local targets: the named connections, else the group's."""
         handler = self._control_handlers.get(message.get("op", ""))
-        if not members or handler is None:
+        if handler is None:
+            return
+        named = message.get("connections")
+        if named is not None:
+            members = [conn for conn_id in named if (conn := self.connections.get(conn_id)) is not None]
+        else:
+            members = self._members.get(message["group"])
+        if not members:
             return
         endpoints = message.get("endpoints")
         for conn in list(members):

@@ -13,6 +13,8 @@ def redis_settings_from_env(env: environ.Env) -> dict[str, Any] | None:
 
     `REDIS_URL=redis://host:6379/0` selects a single server. `REDIS_SENTINELS=h1:26379,h2:26379`
     with `REDIS_SENTINEL_MASTER=mymaster` selects Sentinel; `REDIS_PASSWORD` applies to both.
+    Sentinels often run without a password while the master has one: `REDIS_SENTINEL_PASSWORD`
+    (unset: same as `REDIS_PASSWORD`; set but empty: none) is what the sentinels get.
     """
     url = env.str("REDIS_URL", default="")
     sentinels_raw = env.list("REDIS_SENTINELS", default=[])
@@ -21,18 +23,21 @@ def redis_settings_from_env(env: environ.Env) -> dict[str, Any] | None:
         return None
     sentinels: list[tuple[str, int]] = []
     for item in sentinels_raw:
-        host, _, port = item.rpartition(":")
+        host, _, port = item.strip().rpartition(":")
         if not host or not port.isdigit():
             raise ImproperlyConfigured(f"REDIS_SENTINELS entry {item!r} must look like host:port.")
         sentinels.append((host, int(port)))
     master = env.str("REDIS_SENTINEL_MASTER", default="")
     if sentinels and not master:
         raise ImproperlyConfigured("REDIS_SENTINELS is set: also set REDIS_SENTINEL_MASTER (the monitored name).")
+    # Read directly: django-environ turns a set-but-empty value into the default.
+    sentinel_password = env.ENVIRON.get("REDIS_SENTINEL_PASSWORD")
     return {
         "url": url,
         "password": password,
         "sentinels": sentinels,
         "sentinel_master": master,
+        "sentinel_password": password if sentinel_password is None else (sentinel_password or None),
         "db": env.int("REDIS_DB", default=0),
         # redis-py 8 raises "Too many connections" past the pool size instead of waiting.
         "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=500),
@@ -49,7 +54,7 @@ def channel_layer_hosts(redis: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "master_name": redis["sentinel_master"],
                 "sentinels": redis["sentinels"],
-                "sentinel_kwargs": {"password": redis["password"]} if redis["password"] else None,
+                "sentinel_kwargs": {"password": redis["sentinel_password"]} if redis["sentinel_password"] else None,
                 "db": redis["db"],
                 **common,
             }

@@ -2,6 +2,7 @@
 
 from realtime.models.chat import ChatMessage, ModerationAction
 from realtime.models.combat import CombatLogEntry, CombatParticipant, CombatSession, PlayerCombatStats
+from realtime.models.operations import OutboxMessage
 from realtime.models.registry import Connection, Instance, PendingDelivery
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "Connection",
     "Instance",
     "ModerationAction",
+    "OutboxMessage",
     "PendingDelivery",
     "PlayerCombatStats",
 ]

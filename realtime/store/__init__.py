@@ -63,6 +63,10 @@ class SharedState(abc.ABC):
         e.g. after Redis restarted empty."""
 
     @abc.abstractmethod
+    async def presence_instances(self) -> dict[str, int]:
+        """{instance_id: presence entries} for every instance that holds presence (cleanup)."""
+
+    @abc.abstractmethod
     async def set_status(self, user_id: str, status: str | None) -> None: ...
 
     @abc.abstractmethod

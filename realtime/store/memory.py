@@ -54,6 +54,9 @@ class MemorySharedState(SharedState):
             self._presence.setdefault(user_id, {})[connection_id] = (instance_id, endpoint)
             self._instance_conns.setdefault(instance_id, {})[connection_id] = user_id
 
+    async def presence_instances(self) -> dict[str, int]:
+        return {instance_id: len(conns) for instance_id, conns in self._instance_conns.items() if conns}
+
     async def set_status(self, user_id, status) -> None:
         if status is None:
             self._status.pop(user_id, None)

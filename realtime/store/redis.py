@@ -126,9 +126,12 @@ class RedisSharedState(SharedState):
     def from_settings(cls, config: dict[str, Any]) -> RedisSharedState:
         common = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 15}
         if config["sentinels"]:
+            sentinel_kwargs = dict(common)  # given explicitly, they replace the timeouts below
+            if config.get("sentinel_password"):
+                sentinel_kwargs["password"] = config["sentinel_password"]
             sentinel = Sentinel(
                 config["sentinels"],
-                sentinel_kwargs={"password": config["password"]} if config["password"] else None,
+                sentinel_kwargs=sentinel_kwargs,
                 password=config["password"],
                 db=config["db"],
                 **common,
@@ -187,6 +190,17 @@ class RedisSharedState(SharedState):
                 pipe.hset(f"{PREFIX}presence:{user_id}", connection_id, f"{instance_id}|{endpoint}")
                 pipe.hset(f"{PREFIX}instance-conns:{instance_id}", connection_id, user_id)
             await pipe.execute()
+
+    async def presence_instances(self) -> dict[str, int]:
+        prefix = f"{PREFIX}instance-conns:"
+        keys = [_text(key) async for key in self.redis.scan_iter(match=f"{prefix}*", count=500)]
+        if not keys:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hlen(key)
+            sizes = await pipe.execute()
+        return {key[len(prefix) :]: int(size) for key, size in zip(keys, sizes, strict=True) if size}
 
     async def set_status(self, user_id, status) -> None:
         key = f"{PREFIX}status:{user_id}"

@@ -122,9 +122,10 @@ REDIS = redis_settings_from_env(env)  # None when REDIS_URL and REDIS_SENTINELS 
 
 if REDIS is None:
     # Embedded default: one process, nothing to install. Several instances need Redis.
+    # In memory; other processes (management commands) reach it through a database outbox.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "realtime.layers.EmbeddedChannelLayer",
             # One hub channel per process carries every broadcast, so it needs room.
             "CONFIG": {"capacity": 100_000, "expiry": 60},
         }
@@ -200,6 +201,8 @@ WEBSOCKET_MAX_CONNECTIONS_PER_USER = env.int("WEBSOCKET_MAX_CONNECTIONS_PER_USER
 WEBSOCKET_MAX_CONNECTIONS_PER_IP = env.int("WEBSOCKET_MAX_CONNECTIONS_PER_IP", default=0)
 # How often buffered registry changes (new/closed connections, activity) reach the database.
 WEBSOCKET_REGISTRY_FLUSH_INTERVAL = env.float("WEBSOCKET_REGISTRY_FLUSH_INTERVAL", default=2.0)
+# Embedded default only (no Redis): how often the server picks up sends of other processes.
+WEBSOCKET_OUTBOX_POLL_INTERVAL = env.float("WEBSOCKET_OUTBOX_POLL_INTERVAL", default=1.0)
 
 CHAT_RATE_LIMIT = env.int("CHAT_RATE_LIMIT", default=20)  # messages per 10 s per user
 COMBAT_TURN_TIMEOUT = env.float("COMBAT_TURN_TIMEOUT", default=30.0)

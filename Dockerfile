@@ -1,0 +1,35 @@
+# rpgrealtime server image: one daphne process per container; scale out by running more
+# containers against the same PostgreSQL and Redis (docker-compose.yml, docs/operations.md).
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Runtime dependencies only: requirements.txt lists tests and tooling after this marker line.
+COPY requirements.txt .
+RUN sed '/^# Tests and tooling/,$d' requirements.txt > /tmp/runtime-requirements.txt \
+    && pip install -r /tmp/runtime-requirements.txt \
+    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin rpgrt
+
+COPY . .
+# Static files (admin) are collected at build time and served by WhiteNoise.
+RUN DEBUG=true SECRET_KEY=build-only-not-secret python manage.py collectstatic --noinput --verbosity 0
+
+USER rpgrt
+EXPOSE 8000
+
+# SIGTERM starts the drain: connections get 1001, registry records go, the process exits
+# (bounded: see SHUTDOWN_TIMEOUT in docs/operations.md). Give it a stop grace period of 30 s.
+STOPSIGNAL SIGTERM
+
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/api/v1/websocket/health', timeout=2).status == 200 else 1)"]
+
+# --proxy-headers: the client address comes from X-Forwarded-For set by the proxy (per-address
+# caps, logs). --websocket_timeout -1: no forced close after 24 h; the application's own
+# heartbeat (WEBSOCKET_CONNECTION_TIMEOUT) closes dead connections.
+CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", "--websocket_timeout", "-1", "rpgrealtime.asgi:application"]

@@ -1,0 +1,44 @@
+"""The channel layer of the embedded default: in memory, and reachable from other processes.
+
+`InMemoryChannelLayer` only exists inside one process. The server process holds the real one;
+any other process (a management command, a shell, a cron script) that sends to a group has no
+server runtime, so its group sends go to the database outbox (`services/outbox.py`), which the
+server polls. With Redis configured none of this is used: every process reaches Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer
+
+logger = logging.getLogger(__name__)
+
+
+def _serving() -> bool:
+    """True in a process that runs the real-time system (it has a runtime)."""
+    from realtime import runtime
+
+    return bool(runtime._runtimes)
+
+
+class EmbeddedChannelLayer(InMemoryChannelLayer):
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        if _serving():
+            await super().group_send(group, message)
+            return
+        from realtime.services.outbox import outbox_put
+
+        self.require_valid_group_name(group)
+        try:
+            await database_sync_to_async(outbox_put)(group=group, message=message)
+        except Exception as exc:
+            # No database either: behave like the plain in-memory layer (nobody to reach).
+            logger.warning("could not write to the outbox (%s); the send reaches this process only", exc)
+            await super().group_send(group, message)
+
+    async def deliver_local(self, group: str, message: dict[str, Any]) -> None:
+        """Hand an outbox message to this process's groups (the server side of the outbox)."""
+        await super().group_send(group, message)

@@ -1,0 +1,24 @@
+"""Stored state of operations: the outbox that carries sends from other processes in embedded mode."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class OutboxMessage(models.Model):
+    """A channel-layer group message written by a process that cannot reach the server's layer.
+
+    Only used without Redis: the in-memory layer lives inside the one server process, so a
+    management command (or a shell) writes here and the server hands the message to its layer.
+    """
+
+    group = models.CharField(max_length=100)
+    message = models.TextField(help_text="The channel-layer message, JSON encoded.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.group} at {self.created_at:%Y-%m-%d %H:%M:%S}"

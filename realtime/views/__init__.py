@@ -1,0 +1,7 @@
+"""HTTP views of the real-time system (PROTOCOL §8): health, metrics, publish."""
+
+from realtime.views.health import health_check
+from realtime.views.metrics import MetricsView
+from realtime.views.publish import PublishView
+
+__all__ = ["MetricsView", "PublishView", "health_check"]

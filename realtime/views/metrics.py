@@ -1,0 +1,33 @@
+"""GET /api/v1/websocket/metrics: this instance's and the cluster's numbers as JSON (PROTOCOL §8).
+
+Staff only (JWT or admin session), unless `WEBSOCKET_METRICS_PUBLIC=true`. Prometheus scrapes
+the same numbers at `/metrics`.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from realtime.services.monitoring import metrics_snapshot
+
+
+class StaffOrPublicMetrics(BasePermission):
+    """Staff, or anyone when the operator made the metrics public."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if settings.WEBSOCKET_METRICS_PUBLIC:
+            return True
+        return bool(request.user and request.user.is_staff)
+
+
+class MetricsView(APIView):
+    permission_classes = [StaffOrPublicMetrics]
+
+    def get(self, request: Request) -> Response:
+        response = Response(metrics_snapshot())
+        response["Cache-Control"] = "no-store"
+        return response

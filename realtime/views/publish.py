@@ -1,0 +1,106 @@
+"""POST /api/v1/websocket/publish (staff): push a server event to a target (PROTOCOL §8).
+
+`{"target": "user:<uuid>" | "game" | "world" | "zone:<name>" | "guild:<id>" | "party:<id>" | "chat",
+  "message": {"type": "...", ...}}` → 202 `{"status": "accepted", "delivery": "live" | "stored"}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from rest_framework import serializers, status
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import Guild, Party
+from realtime import events
+from realtime.protocol import encode, now_iso
+from realtime.services.operations import ANNOUNCEMENT_LEVELS
+
+# Types whose meaning the protocol fixes for the connection itself: a published copy would
+# confuse clients (a fake handshake, a fake error for a request, heartbeat frames).
+RESERVED_TYPES = frozenset({"connection_established", "error", "ping", "pong"})
+TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# The layer may hang (Redis frozen): the request thread must not.
+PUBLISH_TIMEOUT = 5.0
+
+
+class PublishSerializer(serializers.Serializer):
+    target = serializers.CharField(max_length=200, trim_whitespace=False)
+    message = serializers.DictField()
+
+    def validate_target(self, target: str) -> str:
+        try:
+            events.resolve_target(target)
+        except events.PublishError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        return target
+
+    def validate_message(self, message: dict[str, Any]) -> dict[str, Any]:
+        event_type = message.get("type")
+        if not isinstance(event_type, str) or not TYPE_PATTERN.match(event_type):
+            raise serializers.ValidationError(
+                "'type' must be a string of lowercase letters, digits and '_' (at most 64), starting with a letter."
+            )
+        if event_type in RESERVED_TYPES:
+            raise serializers.ValidationError(f"'{event_type}' is reserved by the protocol and cannot be published.")
+        if "id" in message:
+            raise serializers.ValidationError("'id' is reserved for replies to client frames; events carry none.")
+        if event_type == "system_announcement" and (
+            not isinstance(message.get("message"), str) or message.get("level") not in ANNOUNCEMENT_LEVELS
+        ):
+            raise serializers.ValidationError(
+                "system_announcement needs a string 'message' and a 'level' of " + ", ".join(ANNOUNCEMENT_LEVELS) + "."
+            )
+        size = len(encode({**message, "timestamp": now_iso()}).encode())
+        if size > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
+            raise serializers.ValidationError(
+                f"The event is {size} bytes; events are limited to {settings.WEBSOCKET_MAX_MESSAGE_BYTES}."
+            )
+        return message
+
+
+def _missing(target: str) -> str | None:
+    """The thing a well-formed target names, when it does not exist."""
+    kind, _, value = target.partition(":")
+    models = {"user": get_user_model(), "guild": Guild, "party": Party}
+    if kind in models and not models[kind].objects.filter(pk=value).exists():
+        return f"No such {kind}."
+    return None
+
+
+async def _publish(target: str, message: dict[str, Any]) -> str:
+    return await asyncio.wait_for(events.publish(target, message), PUBLISH_TIMEOUT)
+
+
+class PublishView(APIView):
+    """Staff only: anonymous callers get 401, other users 403."""
+
+    permission_classes = [IsAdminUser]
+
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            return Response({"detail": "The body must be a JSON object."}, status=status.HTTP_400_BAD_REQUEST)
+        serializer = PublishSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        target, message = serializer.validated_data["target"], serializer.validated_data["message"]
+        missing = _missing(target)
+        if missing:
+            return Response({"detail": missing}, status=status.HTTP_404_NOT_FOUND)
+        try:
+            delivery = async_to_sync(_publish)(target, message)
+        except TimeoutError:
+            delivery = "unavailable"
+        if delivery in ("local", "unavailable"):
+            return Response(
+                {"detail": "The channel layer is unavailable; other instances were not reached. Try again shortly."},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        return Response({"status": "accepted", "delivery": delivery}, status=status.HTTP_202_ACCEPTED)
