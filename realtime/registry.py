@@ -56,8 +56,11 @@ class Registry:
         self._opened[conn.id] = conn
 
     def closed(self, conn: Connection) -> None:
-        if self._opened.pop(conn.id, None) is None:
-            self._closed.add(conn.id)
+        # Always delete: the row may exist even if the connection is still in `_opened`
+        # (re-registration after this instance was wrongly declared dead); deleting a row
+        # that was never written is a no-op.
+        self._opened.pop(conn.id, None)
+        self._closed.add(conn.id)
 
     @property
     def pending_changes(self) -> int:

@@ -239,7 +239,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         # channels-redis logs every failed receive during a Redis outage; our own
-        # layer watchdog reports the outage once instead.
+        # housekeeping logs the outage and the recovery once each instead.
         "channels_redis.pubsub": {"level": env.str("CHANNELS_REDIS_LOG_LEVEL", default="CRITICAL")},
     },
 }
