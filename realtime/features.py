@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def install_features(runtime: Runtime) -> None:
-    from realtime.services import presence
+    from realtime.services import presence, world
 
     hub = runtime.hub
     # Instructions sent with events.send_control(...) reach these, per local connection.
@@ -21,3 +21,4 @@ def install_features(runtime: Runtime) -> None:
     hub.register_control("deliver_pending", lambda conn, message: conn.consumer.on_control_deliver_pending(message))
     hub.register_control("refresh_user", lambda conn, message: conn.consumer.on_control_refresh_user(message))
     hub.register_filter("not_in_guild", presence.not_in_guild_filter)
+    world.install(runtime)
