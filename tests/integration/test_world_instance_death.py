@@ -66,6 +66,11 @@ async def test_killed_instance_players_leave_the_world_and_go_offline(own_cluste
         await client.close()
 
 
+async def step(client, x):
+    reply = await client.request({"type": "player_movement", "zone": "starter_town", "x": x, "y": 500})
+    return reply["type"]
+
+
 @pytest.mark.parametrize("own_cluster", [{"WORLD_MOVE_RATE_LIMIT": "4", "WORLD_MOVE_RATE_WINDOW": "60"}], indirect=True)
 async def test_movement_rate_limit_is_per_user_across_instances(own_cluster, unique):
     a, b = own_cluster[0], own_cluster[1]
