@@ -505,7 +505,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{s['near']} near players moving at {s['rate_hz']} Hz in one cluster of `{ZONE}`; far players "
         f"{'moving at ' + str(s['far_rate_hz']) + ' Hz' if s['far_rate_hz'] else 'connected and placed, idle'}; "
         f"{s['instances']} daphne instance(s), Redis pub/sub layer, {s['workers']} load-generator processes, "
-        f"{result['machine']['cpus']} CPUs shared by all. Each row is one {s['seconds']} s window ({s['repeat']} per far count).",
+        f"{result['machine']['cpus']} CPUs shared by all. Each row is one {s['seconds']} s window "
+        f"({s['repeat']} per far count).",
         "",
         "| far players | moves/s | frames/s per near client (expected) | frames/s per far client "
         "| server CPU % (idle %) | server CPU µs/move (over idle) | Redis CPU µs/move | latency p50 / p99 ms "
