@@ -409,3 +409,32 @@ async def test_world_event_api_checks_its_input():
         await world.world_event_send(event="", zone=None)
     with pytest.raises(ValueError):
         await world.world_event_send(event="x", message=5)
+
+
+async def test_moves_read_zones_from_the_cache_not_the_database(monkeypatch):
+    mover = await player()
+    await enter(mover)
+    watcher = await watch(500, 540)
+
+    def no_database(*args, **kwargs):
+        raise AssertionError("the database was read")
+
+    monkeypatch.setattr(world, "zones_load", no_database)
+    monkeypatch.setattr(world, "_zone_load_one", no_database)
+    await walk(mover, [(510, 500), (520, 500)])
+    assert (await watcher.recv_type("player_movement"))["x"] == 510
+
+
+async def test_a_vanished_position_is_put_back_by_the_connection_holding_the_player():
+    from realtime.runtime import current_runtime
+
+    mover = await player()
+    await enter(mover)
+    watcher = await watch(500, 540)
+    # As if a survivor had purged this instance during an outage, or Redis restarted empty.
+    await current_runtime().state.position_remove(mover.user_id)
+    await move(mover, 510, 500)
+    kinds = [f["type"] for f in await frames(watcher)]
+    assert kinds == ["player_entered", "player_movement"]
+    nearby = await watcher.request({"type": "nearby_players_request"})
+    assert [(p["user_id"], p["x"]) for p in nearby["players"]] == [(mover.user_id, 510)]
