@@ -60,5 +60,4 @@ class WorldConsumer(BaseConsumer):
         await world.watcher_gone(runtime=self.runtime, conn=self.conn)
 
     def _send_nearby(self, zone: str | None, near: list[Position], frame_id: Any) -> None:
-        players = world.players_payload(p for p in near if p.user_id != self.user_id)
-        self.reply(build_event("nearby_players", zone=zone, players=players), frame_id)
+        self.reply(build_event("nearby_players", zone=zone, players=world.players_payload(near)), frame_id)

@@ -293,10 +293,6 @@ def _outside(zone: ZoneSpec) -> ProtocolError:
     return ProtocolError(ErrorCode.INVALID_MESSAGE, "x and y must be inside the zone's bounds.", bounds=zone.bounds())
 
 
-def _others(positions: list[Position], user_id: str | None) -> list[Position]:
-    return [p for p in positions if p.user_id != user_id]
-
-
 async def zone_change(
     *, runtime: Runtime, conn: Connection, zone_name: str, x: float | None, y: float | None
 ) -> tuple[View, list[Position]]:
@@ -327,34 +323,25 @@ async def zone_change(
         radius=r,
         cell_size=r,
     )
-    spot = (view.x, view.y)
-    if previous is not None and previous.zone == zone.name:
+    # Within the same zone this is a jump: those near both spots see a move.
+    same_zone = previous is not None and previous.zone == zone.name
+    if previous is not None and not same_zone:
         await _announce(
-            zone=zone.name,
+            zone=previous.zone,
             user_id=conn.user_id,
-            username=conn.username or "",
+            username=previous.username,
             old=(previous.x, previous.y),
-            new=spot,
+            new=None,
             exclude_connection=conn.id,
         )
-    else:
-        if previous is not None:
-            await _announce(
-                zone=previous.zone,
-                user_id=conn.user_id,
-                username=previous.username,
-                old=(previous.x, previous.y),
-                new=None,
-                exclude_connection=conn.id,
-            )
-        await _announce(
-            zone=zone.name,
-            user_id=conn.user_id,
-            username=conn.username or "",
-            old=None,
-            new=spot,
-            exclude_connection=conn.id,
-        )
+    await _announce(
+        zone=zone.name,
+        user_id=conn.user_id,
+        username=conn.username or "",
+        old=(previous.x, previous.y) if same_zone else None,
+        new=(view.x, view.y),
+        exclude_connection=conn.id,
+    )
     return view, near
 
 
@@ -467,7 +454,7 @@ async def nearby_players(*, runtime: Runtime, conn: Connection) -> tuple[str | N
         return None, []
     r = radius()
     near = await runtime.state.positions_near(view.zone, view.x, view.y, r, r)
-    return view.zone, _others(near, conn.user_id)
+    return view.zone, [p for p in near if p.user_id != conn.user_id]
 
 
 async def watcher_gone(*, runtime: Runtime, conn: Connection) -> None:

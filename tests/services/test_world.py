@@ -178,3 +178,22 @@ async def test_admin_save_refreshes_the_cache_and_notifies_instances():
         await asyncio.sleep(0.02)
     assert seen == [world.ZONES_CHANGED]
     await client.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_zones_are_edited_in_the_admin_and_checked(client):
+    from tests.support.users import make_user
+
+    create_default_zones()
+    staff = make_user(is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    assert client.get("/admin/realtime/zone/").status_code == 200
+    form = {"name": "swamp", "title": "", "min_x": 0, "max_x": 100, "min_y": 0, "max_y": 100, "spawn_x": 150}
+    response = client.post("/admin/realtime/zone/add/", {**form, "spawn_y": 50})
+    assert response.status_code == 200 and b"inside the bounds" in response.content
+    response = client.post("/admin/realtime/zone/add/", {**form, "name": "Swamp Land", "spawn_x": 5, "spawn_y": 5})
+    assert response.status_code == 200 and not Zone.objects.filter(name="Swamp Land").exists()
+    response = client.post("/admin/realtime/zone/add/", {**form, "spawn_x": 5, "spawn_y": 5})
+    assert response.status_code == 302
+    # Saved zones reach this process's cache at once, without waiting for the periodic refresh.
+    assert world._cache.zones["swamp"].spawn_x == 5
