@@ -164,6 +164,14 @@ async def publish(target: str, message: dict[str, Any]) -> str:
     if not isinstance(message, dict) or not isinstance(message.get("type"), str) or not message["type"]:
         raise PublishError("message must be an object with a string 'type'")
     kind, names = resolve_target(target, message["type"])
+    from realtime.services.published import published_send  # game/world types: checked, routed
+
+    try:
+        outcome = await published_send(target=target, kind=kind, names=names, message=message)
+    except (ValueError, LookupError) as exc:
+        raise PublishError(str(exc)) from exc
+    if outcome is not None:
+        return outcome
     event = {**message, "timestamp": now_iso()}
     if kind == "user":
         return await send_personal_message(names[0], event)

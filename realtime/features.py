@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def install_features(runtime: Runtime) -> None:
-    from realtime.services import combat, moderation, operations, presence
+    from realtime.services import combat, moderation, operations, presence, world
 
     hub = runtime.hub
     # Instructions sent with events.send_control(...) reach these, per local connection.
@@ -24,3 +24,4 @@ def install_features(runtime: Runtime) -> None:
     moderation.install(runtime)
     combat.install(runtime)
     operations.install(runtime)
+    world.install(runtime)

@@ -1,3 +1,3 @@
 """Django admin of the real-time system, one module per feature."""
 
-from realtime.admin import chat, combat, registry  # noqa: F401
+from realtime.admin import chat, combat, registry, world  # noqa: F401

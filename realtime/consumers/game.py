@@ -1,11 +1,17 @@
-"""`/ws/game`: player status, achievements, system announcements, game state (PROTOCOL §4)."""
+"""`/ws/game`: player status, achievements, system announcements, game state (PROTOCOL §4).
+
+Presence (`online`/`offline`) is the base consumer's; this endpoint adds `set_status`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from realtime import groups
-from realtime.consumers.base import BaseConsumer
+from realtime.consumers.base import BaseConsumer, handles
+from realtime.protocol.game import SetStatusIn
+from realtime.services import game
 
 
 class GameConsumer(BaseConsumer):
@@ -15,3 +21,15 @@ class GameConsumer(BaseConsumer):
 
     def initial_groups(self) -> Iterable[str]:
         return [groups.game_all()]
+
+    @handles("set_status", SetStatusIn)
+    async def on_set_status(self, message: SetStatusIn, frame_id: Any) -> dict[str, Any] | None:
+        await game.status_set(
+            user_id=self.user_id,
+            username=self.username,
+            status=message.status,
+            guild_id=self.guild_id,
+            party_id=self.party_id,
+        )
+        # The player's own connections get `player_status` as confirmation; an id asks for an ack.
+        return {"type": "ack"} if frame_id is not None else None

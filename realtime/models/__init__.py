@@ -4,6 +4,7 @@ from realtime.models.chat import ChatMessage, ModerationAction
 from realtime.models.combat import CombatLogEntry, CombatParticipant, CombatSession, PlayerCombatStats
 from realtime.models.operations import OutboxMessage
 from realtime.models.registry import Connection, Instance, PendingDelivery
+from realtime.models.world import Zone
 
 __all__ = [
     "ChatMessage",
@@ -16,4 +17,5 @@ __all__ = [
     "OutboxMessage",
     "PendingDelivery",
     "PlayerCombatStats",
+    "Zone",
 ]

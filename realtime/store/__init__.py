@@ -8,6 +8,7 @@ broadcasts do not go through here: they use the channel layer (see `realtime/hub
 from __future__ import annotations
 
 import abc
+import enum
 from dataclasses import dataclass
 
 
@@ -34,6 +35,26 @@ class Position:
     zone: str
     x: float
     y: float
+
+
+class MoveStatus(enum.StrEnum):
+    MOVED = "moved"
+    RATE_LIMITED = "rate_limited"
+    NOT_IN_ZONE = "not_in_zone"  # no position, or one in another zone
+    NOT_OWNER = "not_owner"  # another connection of the user entered the zone since
+    TOO_FAR = "too_far"  # the step is longer than `max_step`
+
+
+@dataclass(frozen=True, slots=True)
+class MoveOutcome:
+    """What `position_move` did. `previous` is the stored position before the move (when there
+    is one); on a move, `entered` and `left` are the other players whose distance to the mover
+    crossed the radius: the mover's own area-of-interest changes."""
+
+    status: MoveStatus
+    previous: Position | None = None
+    entered: tuple[Position, ...] = ()
+    left: tuple[str, ...] = ()
 
 
 class SharedState(abc.ABC):
@@ -83,21 +104,45 @@ class SharedState(abc.ABC):
         """True for exactly one caller until `ttl` seconds pass (e.g. typing throttles)."""
 
     # --- world positions (area of interest) ---------------------------------------------------
+    #
+    # One position per player, owned by the world connection that entered the zone. Positions
+    # are indexed by cell (`cell_size` wide squares), so every query below reads only the
+    # cells around a point: its cost grows with the players near it, not with the zone.
 
     @abc.abstractmethod
-    async def position_set(self, position: Position, *, instance_id: str, cell_size: float) -> Position | None:
-        """Store a user's position; returns the previous one."""
+    async def position_enter(
+        self, position: Position, *, connection_id: str, instance_id: str, radius: float, cell_size: float
+    ) -> tuple[Position | None, list[Position]]:
+        """Place a player (a zone change): returns the previous position and the other players
+        within `radius` of the new one."""
 
     @abc.abstractmethod
-    async def position_remove(self, user_id: str) -> Position | None: ...
+    async def position_move(
+        self,
+        position: Position,
+        *,
+        connection_id: str,
+        radius: float,
+        cell_size: float,
+        max_step: float,
+        rate_limit: int,
+        rate_window: float,
+    ) -> MoveOutcome:
+        """Move a player inside its zone, atomically checking, in this order: the per-user rate
+        limit (`rate_limit` moves per `rate_window` s; 0 disables), that `connection_id` owns the
+        position in `position.zone`, and the step length. `position.username` is ignored."""
+
+    @abc.abstractmethod
+    async def position_remove(self, user_id: str, *, connection_id: str | None = None) -> Position | None:
+        """Remove a player's position (only if `connection_id` owns it, when given)."""
+
+    @abc.abstractmethod
+    async def position_get(self, user_id: str) -> Position | None: ...
 
     @abc.abstractmethod
     async def positions_near(
         self, zone: str, x: float, y: float, radius: float, cell_size: float
     ) -> list[Position]: ...
-
-    @abc.abstractmethod
-    async def position_get(self, user_id: str) -> Position | None: ...
 
     @abc.abstractmethod
     async def purge_instance_positions(self, instance_id: str) -> list[Position]:

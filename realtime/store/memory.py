@@ -4,8 +4,32 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from realtime.store import Position, PresenceChange, SharedState
+from realtime.groups import cell_of
+from realtime.store import MoveOutcome, MoveStatus, Position, PresenceChange, SharedState
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A stored position with its owner and the cell that indexes it."""
+
+    position: Position
+    instance_id: str
+    connection_id: str
+    cell: tuple[str, int, int]
+
+
+def _near(ax: float, ay: float, bx: float, by: float, radius: float) -> bool:
+    # Squared distances, exactly as the Redis scripts and the hub filter compute them, so every
+    # implementation agrees on a point that lies on the circle.
+    dx, dy = ax - bx, ay - by
+    return dx * dx + dy * dy <= radius * radius
+
+
+def _within(held: _Held, x: float, y: float, radius: float) -> bool:
+    return _near(held.position.x, held.position.y, x, y, radius)
 
 
 class MemorySharedState(SharedState):
@@ -15,7 +39,8 @@ class MemorySharedState(SharedState):
         self._status: dict[str, str] = {}
         self._windows: dict[str, tuple[float, int]] = {}
         self._claims: dict[str, float] = {}
-        self._positions: dict[str, tuple[Position, str]] = {}  # user -> (position, instance)
+        self._positions: dict[str, _Held] = {}  # user -> position
+        self._cells: dict[tuple[str, int, int], set[str]] = {}  # (zone, cx, cy) -> users
 
     async def connection_opened(self, *, user_id, connection_id, endpoint, instance_id) -> PresenceChange:
         conns = self._presence.setdefault(user_id, {})
@@ -89,28 +114,93 @@ class MemorySharedState(SharedState):
             self._claims = {k: v for k, v in self._claims.items() if v > now}
         return True
 
-    async def position_set(self, position, *, instance_id, cell_size) -> Position | None:
-        previous = self._positions.get(position.user_id)
-        self._positions[position.user_id] = (position, instance_id)
-        return previous[0] if previous else None
+    # --- positions -----------------------------------------------------------------------------
 
-    async def position_remove(self, user_id) -> Position | None:
-        previous = self._positions.pop(user_id, None)
-        return previous[0] if previous else None
+    def _cells_around(self, zone: str, x: float, y: float, radius: float, cell_size: float) -> Iterator[str]:
+        span = max(1, math.ceil(radius / cell_size))
+        cx, cy = cell_of(x, y, cell_size)
+        for i in range(cx - span, cx + span + 1):
+            for j in range(cy - span, cy + span + 1):
+                yield from self._cells.get((zone, i, j), ())
+
+    def _place(self, held: _Held) -> None:
+        self._positions[held.position.user_id] = held
+        self._cells.setdefault(held.cell, set()).add(held.position.user_id)
+
+    def _unplace(self, user_id: str) -> _Held | None:
+        held = self._positions.pop(user_id, None)
+        if held is not None:
+            members = self._cells.get(held.cell)
+            if members is not None:
+                members.discard(user_id)
+                if not members:
+                    del self._cells[held.cell]
+        return held
+
+    async def position_enter(self, position, *, connection_id, instance_id, radius, cell_size):
+        previous = self._unplace(position.user_id)
+        cell = (position.zone, *cell_of(position.x, position.y, cell_size))
+        self._place(_Held(position, instance_id, connection_id, cell))
+        near = [
+            held.position
+            for user_id in self._cells_around(position.zone, position.x, position.y, radius, cell_size)
+            if user_id != position.user_id and _within(held := self._positions[user_id], position.x, position.y, radius)
+        ]
+        return (previous.position if previous else None), near
+
+    async def position_move(
+        self, position, *, connection_id, radius, cell_size, max_step, rate_limit, rate_window
+    ) -> MoveOutcome:
+        user_id = position.user_id
+        if rate_limit and not await self.hit(f"move:{user_id}", rate_limit, rate_window):
+            return MoveOutcome(MoveStatus.RATE_LIMITED)
+        held = self._positions.get(user_id)
+        if held is None or held.position.zone != position.zone:
+            return MoveOutcome(MoveStatus.NOT_IN_ZONE, held.position if held else None)
+        if held.connection_id != connection_id:
+            return MoveOutcome(MoveStatus.NOT_OWNER, held.position)
+        old = held.position
+        if not _near(position.x, position.y, old.x, old.y, max_step):
+            return MoveOutcome(MoveStatus.TOO_FAR, old)
+        self._unplace(user_id)
+        moved = Position(user_id, old.username, old.zone, position.x, position.y)
+        self._place(_Held(moved, held.instance_id, connection_id, (old.zone, *cell_of(moved.x, moved.y, cell_size))))
+        candidates = set(self._cells_around(old.zone, moved.x, moved.y, radius, cell_size))
+        candidates.update(self._cells_around(old.zone, old.x, old.y, radius, cell_size))
+        candidates.discard(user_id)
+        entered, left = [], []
+        for other_id in candidates:
+            other = self._positions[other_id].position
+            was_near = _near(other.x, other.y, old.x, old.y, radius)
+            is_near = _near(other.x, other.y, moved.x, moved.y, radius)
+            if is_near and not was_near:
+                entered.append(other)
+            elif was_near and not is_near:
+                left.append(other_id)
+        return MoveOutcome(MoveStatus.MOVED, old, tuple(entered), tuple(left))
+
+    async def position_remove(self, user_id, *, connection_id=None) -> Position | None:
+        held = self._positions.get(user_id)
+        if held is None or (connection_id is not None and held.connection_id != connection_id):
+            return None
+        self._unplace(user_id)
+        return held.position
 
     async def position_get(self, user_id) -> Position | None:
-        entry = self._positions.get(user_id)
-        return entry[0] if entry else None
+        held = self._positions.get(user_id)
+        return held.position if held else None
 
     async def positions_near(self, zone, x, y, radius, cell_size) -> list[Position]:
         return [
-            p for p, _instance in self._positions.values() if p.zone == zone and math.hypot(p.x - x, p.y - y) <= radius
+            held.position
+            for user_id in self._cells_around(zone, x, y, radius, cell_size)
+            if _within(held := self._positions[user_id], x, y, radius)
         ]
 
     async def purge_instance_positions(self, instance_id) -> list[Position]:
-        gone = [p for p, inst in self._positions.values() if inst == instance_id]
-        for p in gone:
-            self._positions.pop(p.user_id, None)
+        gone = [held.position for held in self._positions.values() if held.instance_id == instance_id]
+        for position in gone:
+            self._unplace(position.user_id)
         return gone
 
     async def ping(self) -> None:

@@ -6,22 +6,20 @@ Keys (prefix `rpgrt:`):
   status:<user>            string chosen status (away/busy), gone when the user goes offline
   rl:<key>                 counter of a fixed rate-limit window
   claim:<key>              once-only claim with a TTL
-  pos:<user>               hash  zone, x, y, username, instance, cell
-  cell:<zone>:<cx>:<cy>    set   users in one area-of-interest cell
+  pos:<user>               hash  zone, x, y, username, instance, conn (the owning connection), cx, cy
+  cell:<zone>:<cx>:<cy>    set   users whose position lies in one area-of-interest cell
   instance-pos:<inst>      set   users whose position an instance holds
 Scripts touch keys they compute from others, so Redis Cluster is not supported (Sentinel is).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
 
-from realtime.groups import cell_of
-from realtime.store import Position, PresenceChange, SharedState
+from realtime.store import MoveOutcome, MoveStatus, Position, PresenceChange, SharedState
 
 PREFIX = "rpgrt:"
 
@@ -62,38 +60,150 @@ if count > tonumber(ARGV[1]) then return 0 end
 return 1
 """
 
-# KEYS[1] pos:<user>; KEYS[2] new cell set; KEYS[3] instance-pos set.
-# ARGV: user, zone, x, y, username, instance, cell key, cell key prefix
-_POS_SET = """
-local old = redis.call('HMGET', KEYS[1], 'zone', 'x', 'y', 'username', 'instance', 'cell')
-if old[6] and old[6] ~= ARGV[7] then redis.call('SREM', old[6], ARGV[1]) end
-if old[5] and old[5] ~= ARGV[6] then redis.call('SREM', ARGV[8] .. old[5], ARGV[1]) end
-redis.call('HSET', KEYS[1], 'zone', ARGV[2], 'x', ARGV[3], 'y', ARGV[4], 'username', ARGV[5],
-           'instance', ARGV[6], 'cell', ARGV[7])
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-return old
+# Shared by the position scripts: visit the users in the cells within `span` of (cx, cy),
+# each cell once (`seen`), skipping `skip`.
+_LUA_SCAN = """
+local function scan(cells, cx, cy, span, seen, skip, visit)
+  for i = cx - span, cx + span do
+    for j = cy - span, cy + span do
+      local key = cells .. i .. ':' .. j
+      if not seen[key] then
+        seen[key] = true
+        for _, other in ipairs(redis.call('SMEMBERS', key)) do
+          if other ~= skip then visit(other) end
+        end
+      end
+    end
+  end
+end
 """
 
+# A zone change. KEYS[1] pos:<user>; KEYS[2] instance-pos:<instance>.
+# ARGV: user, zone, x, y, username, instance, connection, radius, cell size, key prefix.
+# Returns {previous or nil, {{user, username, x, y}, ...} within the radius of the new spot}.
+_POS_ENTER = (
+    _LUA_SCAN
+    + """
+local user, zone, P = ARGV[1], ARGV[2], ARGV[10]
+local old = redis.call('HMGET', KEYS[1], 'zone', 'x', 'y', 'username', 'instance', 'cx', 'cy')
+if old[1] then
+  redis.call('SREM', P .. 'cell:' .. old[1] .. ':' .. old[6] .. ':' .. old[7], user)
+  if old[5] ~= ARGV[6] then redis.call('SREM', P .. 'instance-pos:' .. old[5], user) end
+end
+local x, y, radius, size = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local cx, cy = math.floor(x / size), math.floor(y / size)
+redis.call('HSET', KEYS[1], 'zone', zone, 'x', ARGV[3], 'y', ARGV[4], 'username', ARGV[5],
+           'instance', ARGV[6], 'conn', ARGV[7], 'cx', tostring(cx), 'cy', tostring(cy))
+local cells = P .. 'cell:' .. zone .. ':'
+redis.call('SADD', cells .. cx .. ':' .. cy, user)
+redis.call('SADD', KEYS[2], user)
+local near = {}
+scan(cells, cx, cy, math.max(1, math.ceil(radius / size)), {}, user, function(other)
+  local p = redis.call('HMGET', P .. 'pos:' .. other, 'x', 'y', 'username')
+  if p[1] then
+    local dx, dy = tonumber(p[1]) - x, tonumber(p[2]) - y
+    if dx * dx + dy * dy <= radius * radius then near[#near + 1] = {other, p[3], p[1], p[2]} end
+  end
+end)
+local previous = false
+if old[1] then previous = {old[1], old[2], old[3], old[4]} end
+return {previous, near}
+"""
+)
+
+# A move. KEYS[1] pos:<user>; KEYS[2] rl:move:<user>.
+# ARGV: user, connection, zone, x, y, radius, cell size, max step, rate limit, window ms, key prefix.
+# Returns {status, previous, entered {{user, username, x, y}, ...}, left {user, ...}}.
+_POS_MOVE = (
+    _LUA_SCAN
+    + """
+local limit = tonumber(ARGV[9])
+if limit > 0 then
+  local count = redis.call('INCR', KEYS[2])
+  if count == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[10]) end
+  if count > limit then return {'rate_limited'} end
+end
+local user, zone, P = ARGV[1], ARGV[3], ARGV[11]
+local old = redis.call('HMGET', KEYS[1], 'zone', 'x', 'y', 'username', 'conn', 'cx', 'cy')
+if not old[1] then return {'not_in_zone'} end
+local previous = {old[1], old[2], old[3], old[4]}
+if old[1] ~= zone then return {'not_in_zone', previous} end
+if old[5] ~= ARGV[2] then return {'not_owner', previous} end
+local ox, oy = tonumber(old[2]), tonumber(old[3])
+local x, y = tonumber(ARGV[4]), tonumber(ARGV[5])
+local step = tonumber(ARGV[8])
+if (x - ox) * (x - ox) + (y - oy) * (y - oy) > step * step then return {'too_far', previous} end
+local radius, size = tonumber(ARGV[6]), tonumber(ARGV[7])
+local cx, cy = math.floor(x / size), math.floor(y / size)
+local ocx, ocy = tonumber(old[6]), tonumber(old[7])
+local cells = P .. 'cell:' .. zone .. ':'
+if cx ~= ocx or cy ~= ocy then
+  redis.call('SREM', cells .. old[6] .. ':' .. old[7], user)
+  redis.call('SADD', cells .. cx .. ':' .. cy, user)
+end
+redis.call('HSET', KEYS[1], 'x', ARGV[4], 'y', ARGV[5], 'cx', tostring(cx), 'cy', tostring(cy))
+local r2 = radius * radius
+local entered, left, seen = {}, {}, {}
+local function visit(other)
+  local p = redis.call('HMGET', P .. 'pos:' .. other, 'x', 'y', 'username')
+  if p[1] then
+    local px, py = tonumber(p[1]), tonumber(p[2])
+    local was = (px - ox) * (px - ox) + (py - oy) * (py - oy) <= r2
+    local now = (px - x) * (px - x) + (py - y) * (py - y) <= r2
+    if now and not was then entered[#entered + 1] = {other, p[3], p[1], p[2]}
+    elseif was and not now then left[#left + 1] = other end
+  end
+end
+local span = math.max(1, math.ceil(radius / size))
+scan(cells, cx, cy, span, seen, user, visit)
+scan(cells, ocx, ocy, span, seen, user, visit)
+return {'moved', previous, entered, left}
+"""
+)
+
+# KEYS[1] pos:<user>; ARGV: user, owning connection ('' = any), key prefix.
 _POS_REMOVE = """
-local old = redis.call('HMGET', KEYS[1], 'zone', 'x', 'y', 'username', 'instance', 'cell')
-if old[6] then redis.call('SREM', old[6], ARGV[1]) end
-if old[5] then redis.call('SREM', ARGV[2] .. old[5], ARGV[1]) end
+local P = ARGV[3]
+local old = redis.call('HMGET', KEYS[1], 'zone', 'x', 'y', 'username', 'instance', 'conn', 'cx', 'cy')
+if not old[1] then return false end
+if ARGV[2] ~= '' and old[6] ~= ARGV[2] then return false end
+redis.call('SREM', P .. 'cell:' .. old[1] .. ':' .. old[7] .. ':' .. old[8], ARGV[1])
+redis.call('SREM', P .. 'instance-pos:' .. old[5], ARGV[1])
 redis.call('DEL', KEYS[1])
-return old
+return {old[1], old[2], old[3], old[4]}
 """
 
-# KEYS[1] instance-pos set; ARGV[1] pos key prefix
+# ARGV: zone, x, y, radius, cell size, key prefix. Returns {{user, username, x, y}, ...}.
+_POS_NEAR = (
+    _LUA_SCAN
+    + """
+local zone, P = ARGV[1], ARGV[6]
+local x, y, radius, size = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local near = {}
+scan(P .. 'cell:' .. zone .. ':', math.floor(x / size), math.floor(y / size),
+     math.max(1, math.ceil(radius / size)), {}, false, function(other)
+  local p = redis.call('HMGET', P .. 'pos:' .. other, 'x', 'y', 'username')
+  if p[1] then
+    local dx, dy = tonumber(p[1]) - x, tonumber(p[2]) - y
+    if dx * dx + dy * dy <= radius * radius then near[#near + 1] = {other, p[3], p[1], p[2]} end
+  end
+end)
+return near
+"""
+)
+
+# KEYS[1] instance-pos:<instance>; ARGV: key prefix, instance.
+# Returns {{user, zone, x, y, username}, ...} for the positions that instance still owned.
 _POS_PURGE = """
-local users = redis.call('SMEMBERS', KEYS[1])
+local P = ARGV[1]
 local gone = {}
-for _, user in ipairs(users) do
-  local key = ARGV[1] .. user
-  local old = redis.call('HMGET', key, 'zone', 'x', 'y', 'username', 'instance', 'cell')
+for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = P .. 'pos:' .. user
+  local old = redis.call('HMGET', key, 'zone', 'x', 'y', 'username', 'instance', 'cx', 'cy')
   if old[5] == ARGV[2] then
-    if old[6] then redis.call('SREM', old[6], user) end
+    redis.call('SREM', P .. 'cell:' .. old[1] .. ':' .. old[6] .. ':' .. old[7], user)
     redis.call('DEL', key)
-    table.insert(gone, {user, old[1], old[2], old[3], old[4]})
+    gone[#gone + 1] = {user, old[1], old[2], old[3], old[4]}
   end
 end
 redis.call('DEL', KEYS[1])
@@ -105,10 +215,16 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _position(user_id: str, fields: list[Any]) -> Position | None:
+def _position(user_id: str, fields: list[Any] | None) -> Position | None:
+    """From [zone, x, y, username] as the scripts return them."""
     if not fields or fields[0] is None:
         return None
     return Position(user_id, _text(fields[3]), _text(fields[0]), float(fields[1]), float(fields[2]))
+
+
+def _nearby(zone: str, rows: list[Any]) -> list[Position]:
+    """From {{user, username, x, y}, ...} as the scripts return them."""
+    return [Position(_text(user), _text(name), zone, float(x), float(y)) for user, name, x, y in rows]
 
 
 class RedisSharedState(SharedState):
@@ -118,8 +234,10 @@ class RedisSharedState(SharedState):
         self._close = client.register_script(_CLOSE)
         self._purge = client.register_script(_PURGE)
         self._hit = client.register_script(_HIT)
-        self._pos_set = client.register_script(_POS_SET)
+        self._pos_enter = client.register_script(_POS_ENTER)
+        self._pos_move = client.register_script(_POS_MOVE)
         self._pos_remove = client.register_script(_POS_REMOVE)
+        self._pos_near = client.register_script(_POS_NEAR)
         self._pos_purge = client.register_script(_POS_PURGE)
 
     @classmethod
@@ -223,26 +341,54 @@ class RedisSharedState(SharedState):
 
     # --- positions -----------------------------------------------------------------------------
 
-    async def position_set(self, position, *, instance_id, cell_size) -> Position | None:
-        cx, cy = cell_of(position.x, position.y, cell_size)
-        cell_key = f"{PREFIX}cell:{position.zone}:{cx}:{cy}"
-        old = await self._pos_set(
-            keys=[f"{PREFIX}pos:{position.user_id}", cell_key, f"{PREFIX}instance-pos:{instance_id}"],
+    async def position_enter(self, position, *, connection_id, instance_id, radius, cell_size):
+        previous, near = await self._pos_enter(
+            keys=[f"{PREFIX}pos:{position.user_id}", f"{PREFIX}instance-pos:{instance_id}"],
             args=[
                 position.user_id,
                 position.zone,
-                repr(position.x),
-                repr(position.y),
+                repr(float(position.x)),
+                repr(float(position.y)),
                 position.username,
                 instance_id,
-                cell_key,
-                f"{PREFIX}instance-pos:",
+                connection_id,
+                repr(float(radius)),
+                repr(float(cell_size)),
+                PREFIX,
             ],
         )
-        return _position(position.user_id, old)
+        return _position(position.user_id, previous), _nearby(position.zone, near)
 
-    async def position_remove(self, user_id) -> Position | None:
-        old = await self._pos_remove(keys=[f"{PREFIX}pos:{user_id}"], args=[user_id, f"{PREFIX}instance-pos:"])
+    async def position_move(
+        self, position, *, connection_id, radius, cell_size, max_step, rate_limit, rate_window
+    ) -> MoveOutcome:
+        user_id = position.user_id
+        reply = await self._pos_move(
+            keys=[f"{PREFIX}pos:{user_id}", f"{PREFIX}rl:move:{user_id}"],
+            args=[
+                user_id,
+                connection_id,
+                position.zone,
+                repr(float(position.x)),
+                repr(float(position.y)),
+                repr(float(radius)),
+                repr(float(cell_size)),
+                repr(float(max_step)),
+                int(rate_limit),
+                max(1, int(rate_window * 1000)),
+                PREFIX,
+            ],
+        )
+        status = MoveStatus(_text(reply[0]))
+        previous = _position(user_id, reply[1]) if len(reply) > 1 else None
+        if status is not MoveStatus.MOVED:
+            return MoveOutcome(status, previous)
+        return MoveOutcome(
+            status, previous, tuple(_nearby(position.zone, reply[2])), tuple(_text(user) for user in reply[3])
+        )
+
+    async def position_remove(self, user_id, *, connection_id=None) -> Position | None:
+        old = await self._pos_remove(keys=[f"{PREFIX}pos:{user_id}"], args=[user_id, connection_id or "", PREFIX])
         return _position(user_id, old)
 
     async def position_get(self, user_id) -> Position | None:
@@ -250,29 +396,13 @@ class RedisSharedState(SharedState):
         return _position(user_id, fields)
 
     async def positions_near(self, zone, x, y, radius, cell_size) -> list[Position]:
-        span = max(1, math.ceil(radius / cell_size))
-        cx, cy = cell_of(x, y, cell_size)
-        cells = [
-            f"{PREFIX}cell:{zone}:{i}:{j}"
-            for i in range(cx - span, cx + span + 1)
-            for j in range(cy - span, cy + span + 1)
-        ]
-        users = [_text(u) for u in await self.redis.sunion(cells)]
-        if not users:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id in users:
-                pipe.hmget(f"{PREFIX}pos:{user_id}", "zone", "x", "y", "username")
-            rows = await pipe.execute()
-        near = []
-        for user_id, fields in zip(users, rows, strict=True):
-            position = _position(user_id, fields)
-            if position and position.zone == zone and math.hypot(position.x - x, position.y - y) <= radius:
-                near.append(position)
-        return near
+        rows = await self._pos_near(
+            args=[zone, repr(float(x)), repr(float(y)), repr(float(radius)), repr(float(cell_size)), PREFIX]
+        )
+        return _nearby(zone, rows)
 
     async def purge_instance_positions(self, instance_id) -> list[Position]:
-        rows = await self._pos_purge(keys=[f"{PREFIX}instance-pos:{instance_id}"], args=[f"{PREFIX}pos:", instance_id])
+        rows = await self._pos_purge(keys=[f"{PREFIX}instance-pos:{instance_id}"], args=[PREFIX, instance_id])
         return [
             Position(_text(user), _text(name), _text(zone), float(x), float(y))
             for user, zone, x, y, name in rows

@@ -208,6 +208,12 @@ CHAT_RATE_LIMIT = env.int("CHAT_RATE_LIMIT", default=20)  # messages per 10 s pe
 COMBAT_TURN_TIMEOUT = env.float("COMBAT_TURN_TIMEOUT", default=30.0)
 WORLD_NEARBY_RADIUS = env.float("WORLD_NEARBY_RADIUS", default=100.0)
 WORLD_MAX_STEP = env.float("WORLD_MAX_STEP", default=50.0)
+# Moves per user per window, across connections and instances (0 disables): 25 per second lets
+# a 20 Hz client through with room for network jitter bunching its updates (docs/protocol.md).
+WORLD_MOVE_RATE_LIMIT = env.int("WORLD_MOVE_RATE_LIMIT", default=25)
+WORLD_MOVE_RATE_WINDOW = env.float("WORLD_MOVE_RATE_WINDOW", default=1.0)
+# Each instance re-reads the zone table this often; admin edits reach instances at once anyway.
+WORLD_ZONE_REFRESH_INTERVAL = env.float("WORLD_ZONE_REFRESH_INTERVAL", default=60.0)
 
 INSTANCE_ID = env.str("INSTANCE_ID", default=f"{socket.gethostname()}:{os.getpid()}")
 
