@@ -12,6 +12,7 @@ sends nothing. An event is encoded to JSON exactly once here; instances never re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -23,9 +24,14 @@ from django.db import transaction
 
 from realtime import groups, metrics
 from realtime.hub import CONTROL, EVENT
+from realtime.outages import layer_service, outages
 from realtime.protocol import encode, endpoints_for, now_iso
 
 logger = logging.getLogger(__name__)
+
+# A PUBLISH takes about a millisecond; two seconds means Redis hangs (frozen, or a network
+# partition without resets). Past it the broadcast reaches this instance's members only.
+LAYER_SEND_TIMEOUT = 2.0
 
 
 class PublishError(ValueError):
@@ -44,19 +50,25 @@ def _stamped(event: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _group_send(group: str, message: dict[str, Any]) -> bool:
-    """Hand a message to the channel layer; if the layer is down, still reach local members."""
+    """Hand a message to the channel layer; if the layer is down, still reach local members.
+
+    The send is bounded: a PUBLISH to a frozen Redis would otherwise never return, and every
+    later broadcast of the process queues behind it (channels-redis sends one at a time).
+    """
     layer = get_channel_layer()
     try:
-        await layer.group_send(group, message)
+        async with asyncio.timeout(LAYER_SEND_TIMEOUT):  # no extra task, unlike wait_for on 3.11
+            await layer.group_send(group, message)
         return True
     except Exception as exc:
         metrics.BROADCAST_FAILURES.inc()
-        logger.warning("channel layer refused a broadcast to %s (%s); delivering locally only", group, exc)
+        if not outages.failed(layer_service(), exc):
+            logger.debug("broadcast to %s delivered locally only", group)
         from realtime.runtime import current_runtime
 
         runtime = current_runtime()
         if runtime is not None:
-            runtime.hub.dispatch(message)
+            runtime.hub.dispatch_fallback(message)
         return False
 
 

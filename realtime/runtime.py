@@ -25,6 +25,7 @@ from realtime.store import SharedState, build_shared_state
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 10.0  # seconds a drain may take before the process exits anyway
+REGISTRY_RESERVE = 3.0  # of which the registry clean-up (database) is guaranteed this much
 
 _runtimes: dict[asyncio.AbstractEventLoop, Runtime] = {}
 _starting: dict[asyncio.AbstractEventLoop, asyncio.Future] = {}
@@ -42,6 +43,13 @@ class Runtime:
         self._instance_dead_hooks: list[Callable[[str], Awaitable[Any]]] = []
         self._housekeeping: Any = None
         self.drained = False
+        # Presence changes the shared state did not confirm (Redis failed): housekeeping
+        # reconciles them once it answers again (`housekeeping.presence_reconcile`).
+        self.unconfirmed_opens: set[str] = set()  # connection ids; `online` may be unannounced
+        self.unconfirmed_closes: dict[str, str] = {}  # connection id -> user id; entry may remain
+        self.presence_strays: dict[str, str] = {}  # entries found for connections we do not hold
+        self.presence_confirmed = False  # the last reconciliation succeeded
+        self.presence_lock = asyncio.Lock()
 
     # --- extension points used by the feature services ---------------------------------------
 
@@ -88,10 +96,20 @@ class Runtime:
         self.drained = True
         closed = self.close_all_now(CloseCode.GOING_AWAY)
         logger.info("draining instance %s: closed %d connections", self.instance_id, closed)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_TIMEOUT
         try:
-            await asyncio.wait_for(self.forget_instance(self.instance_id), SHUTDOWN_TIMEOUT)
+            # Redis steps first; keep a reserve so the registry rows (database) go even when
+            # Redis hangs and each of its calls waits for the socket timeout.
+            await asyncio.wait_for(self.forget_instance(self.instance_id), SHUTDOWN_TIMEOUT - REGISTRY_RESERVE)
         except Exception:
-            logger.exception("drain of %s did not finish cleanly", self.instance_id)
+            logger.warning("drain of %s did not finish cleanly; removing its registry records", self.instance_id)
+            try:
+                await asyncio.wait_for(
+                    self.registry.remove_instance(self.instance_id), max(0.5, deadline - loop.time())
+                )
+            except Exception:
+                logger.exception("could not remove the registry records of %s", self.instance_id)
         if self._housekeeping is not None:
             self._housekeeping.stop()
         await self.hub.stop()

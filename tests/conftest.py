@@ -6,6 +6,7 @@ import pytest
 from channels.layers import channel_layers
 
 from realtime import runtime as runtime_module
+from realtime.outages import outages
 
 
 @pytest.fixture(autouse=True)
@@ -14,6 +15,7 @@ async def fresh_runtime():
     channel_layers.backends = {}
     runtime_module._runtimes.clear()
     runtime_module._states.clear()
+    outages.reset()
     yield
     await runtime_module.reset_for_tests()
     channel_layers.backends = {}

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from realtime import groups, metrics
 from realtime.connection import Connection
 from realtime.middleware import AuthResult
+from realtime.outages import DATABASE, outages, service_of
 from realtime.protocol import (
     ClientFrame,
     CloseCode,
@@ -349,8 +350,10 @@ class BaseConsumer(AsyncWebsocketConsumer):
         except ProtocolError as exc:
             self.send_error(exc.code, exc.message, frame_id, exc.details)
             return
-        except UNAVAILABLE_ERRORS:
-            logger.warning("backing service failed in %s/%s", self.endpoint, handler.message_type, exc_info=True)
+        except UNAVAILABLE_ERRORS as exc:
+            # Logged once per outage, not once per frame (realtime/outages.py).
+            outages.failed(service_of(exc) or DATABASE, exc)
+            logger.debug("backing service failed in %s/%s", self.endpoint, handler.message_type, exc_info=True)
             self.send_error(ErrorCode.UNAVAILABLE, "A backing service is unavailable; try again shortly.", frame_id)
             return
         except Exception:
