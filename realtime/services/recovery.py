@@ -37,18 +37,19 @@ class Watchdog:
     Redis back, so the recovery below runs once per outage, however it was noticed.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, watch_redis: bool | None = None) -> None:
+        from django.conf import settings
+
         self.runtime = runtime
+        self.watch_redis = settings.REDIS is not None if watch_redis is None else watch_redis
         self.redis_ok = True
 
     async def run(self) -> None:
-        from django.conf import settings
+        from realtime.views import health
 
-        from realtime.views.health import run_checks
-
-        checks = await run_checks()
+        checks = await health.run_checks()
         failing = {name: check.get("error") for name, check in checks.items() if check["status"] != "ok"}
-        if settings.REDIS is not None:
+        if self.watch_redis:
             redis_failing = {name: error for name, error in failing.items() if name != "database"}
             if redis_failing:
                 self.redis_ok = False
