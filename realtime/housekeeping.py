@@ -65,7 +65,7 @@ class Housekeeping:
             await asyncio.sleep(self._tick())
             try:
                 self.heartbeat()
-                self._maybe("flush", settings.WEBSOCKET_REGISTRY_FLUSH_INTERVAL, self.runtime.registry.flush)
+                self._maybe("flush", settings.WEBSOCKET_REGISTRY_FLUSH_INTERVAL, self.flush)
                 self._maybe("cleanup", settings.WEBSOCKET_CLEANUP_INTERVAL, self.cleanup)
                 self._maybe("revalidate", settings.WEBSOCKET_TOKEN_REVALIDATE_INTERVAL, self.revalidate)
                 for name, interval, job in self.runtime.jobs:
@@ -121,6 +121,12 @@ class Housekeeping:
                 conn.consumer.schedule_close(CloseCode.UNAUTHORIZED, ErrorCode.TOKEN_EXPIRED, "The token expired.")
             elif send_ping and not conn.deliver(frame):
                 conn.consumer.schedule_slow_consumer_close()
+
+    async def flush(self) -> None:
+        registry = self.runtime.registry
+        if registry.pending_changes:
+            await registry.flush()
+            outages.succeeded(DATABASE)  # a write went through
 
     async def cleanup(self) -> None:
         runtime = self.runtime

@@ -20,11 +20,13 @@ from channels.middleware import BaseMiddleware
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
+from realtime.outages import DATABASE, outages
 from realtime.protocol import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -103,6 +105,13 @@ async def authenticate(token: str | None, subprotocol: str | None) -> AuthResult
         user = await database_sync_to_async(_load_user)(user_id) if user_id else None
     except (ValueError, TypeError, ValidationError):  # a signed token with a malformed id
         user = None
+    except DatabaseError as exc:  # the token may be fine: say "try again", not "invalid"
+        outages.failed(DATABASE, exc)
+        return AuthResult(
+            error=ErrorCode.UNAVAILABLE,
+            error_message="A backing service is unavailable; try again shortly.",
+            subprotocol=subprotocol,
+        )
     if user is None or not user.is_active:
         return AuthResult(
             error=ErrorCode.INVALID_TOKEN, error_message="Unknown or inactive user.", subprotocol=subprotocol

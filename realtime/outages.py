@@ -16,7 +16,7 @@ import time
 
 import redis.exceptions
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,9 @@ def layer_service() -> str:
 
 
 def service_of(exc: BaseException) -> str | None:
-    """Which backing service an exception says is failing, if any."""
-    if isinstance(exc, DatabaseError):
+    """Which backing service an exception says is unreachable, if any (an IntegrityError is a
+    bug or a race, not an outage)."""
+    if isinstance(exc, OperationalError | InterfaceError):
         return DATABASE
     if isinstance(exc, redis.exceptions.RedisError | TimeoutError | ConnectionError):
         return REDIS

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from realtime import groups, metrics
 from realtime.connection import Connection
 from realtime.middleware import AuthResult
-from realtime.outages import DATABASE, outages, service_of
+from realtime.outages import outages, service_of
 from realtime.protocol import (
     ClientFrame,
     CloseCode,
@@ -176,7 +176,10 @@ class BaseConsumer(AsyncWebsocketConsumer):
             return
         if auth.error is not None:
             metrics.AUTH_FAILURES.labels(self.endpoint, auth.error).inc()
-            close_code = CloseCode.FORBIDDEN if auth.error == ErrorCode.BANNED else CloseCode.UNAUTHORIZED
+            close_code = {
+                ErrorCode.BANNED: CloseCode.FORBIDDEN,
+                ErrorCode.UNAVAILABLE: CloseCode.UNAVAILABLE,
+            }.get(auth.error, CloseCode.UNAUTHORIZED)
             await self._refuse(close_code, auth.error, auth.error_message, subprotocol)
             return
         if auth.user is None and self.requires_auth:
@@ -351,9 +354,11 @@ class BaseConsumer(AsyncWebsocketConsumer):
             self.send_error(exc.code, exc.message, frame_id, exc.details)
             return
         except UNAVAILABLE_ERRORS as exc:
-            # Logged once per outage, not once per frame (realtime/outages.py).
-            outages.failed(service_of(exc) or DATABASE, exc)
-            logger.debug("backing service failed in %s/%s", self.endpoint, handler.message_type, exc_info=True)
+            service = service_of(exc)
+            if service is None:
+                logger.warning("backing service failed in %s/%s", self.endpoint, handler.message_type, exc_info=True)
+            else:  # an outage: logged once, not once per frame (realtime/outages.py)
+                outages.failed(service, exc)
             self.send_error(ErrorCode.UNAVAILABLE, "A backing service is unavailable; try again shortly.", frame_id)
             return
         except Exception:
@@ -454,8 +459,12 @@ class BaseConsumer(AsyncWebsocketConsumer):
     async def _guard(self, awaitable: Awaitable[Any], what: str) -> Any:
         try:
             return await awaitable
-        except Exception:
-            logger.exception("%s failed on %s", what, self.conn.id if self.conn else "?")
+        except Exception as exc:
+            service = service_of(exc)
+            if service is None:
+                logger.exception("%s failed on %s", what, self.conn.id if self.conn else "?")
+            else:
+                outages.failed(service, exc)
             return None
 
     # --- offline delivery (PROTOCOL §9) ----------------------------------------------------

@@ -43,6 +43,7 @@ class Watchdog:
         self.runtime = runtime
         self.watch_redis = settings.REDIS is not None if watch_redis is None else watch_redis
         self.redis_ok = True
+        self.database_ok = True
 
     async def run(self) -> None:
         from realtime.views import health
@@ -60,9 +61,14 @@ class Watchdog:
                 await redis_recovered(self.runtime)
         elif "channel_layer" not in failing:
             outages.succeeded(layer_service())
+        # The probe only reads. It declares the end of outages it saw itself; when writes fail
+        # while reads work (SQLite locked by another process), the next successful registry
+        # write declares it (housekeeping).
         if "database" in failing:
+            self.database_ok = False
             outages.failed(DATABASE, f"database={failing['database']}")
-        else:
+        elif not self.database_ok:
+            self.database_ok = True
             outages.succeeded(DATABASE)
 
 

@@ -106,7 +106,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             # "database is locked" upgrades from read to write transactions.
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
+            # Seconds a write waits for a lock held elsewhere before failing ("database is
+            # locked"; clients get `unavailable`). Every database call of a process runs on one
+            # thread, so a long wait stalls them all: keep it short where that matters.
+            "timeout": env.float("SQLITE_BUSY_TIMEOUT", default=20.0),
         }
     )
 else:

@@ -215,7 +215,7 @@ async def test_redis_frozen_blocks_nothing_for_long_and_duplicates_nothing(fault
     await pings(carol_chat)
     contents = [f["content"] for f in carol_chat.received if f["type"] == "chat_message"]
     assert contents.count("frozen") == 1 and contents.count("frozen 2") == 1, contents
-    late = [f["content"] for f in bob_chat.received if f["type"] == "chat_message" and f["content"].startswith("frozen")]
+    late = [f for f in bob_chat.received if f["type"] == "chat_message" and f["content"].startswith("frozen")]
     newcomer = await WsClient.open(f"{b.ws}/ws/chat", bob)
     await pings(newcomer, alice_chat, carol_chat, bob_chat, anonymous)
     assert a.alive() and b.alive()

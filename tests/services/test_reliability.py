@@ -373,3 +373,38 @@ async def test_drain_removes_the_registry_rows_even_when_redis_hangs(monkeypatch
     assert not await db(ConnectionRecord.objects.filter(instance_id=runtime.instance_id).exists)()
     assert not await db(Instance.objects.filter(id=runtime.instance_id).exists)()
     del client
+
+
+# --- connecting while the database is down ---------------------------------------------------------
+
+
+@pytestmark_db
+async def test_connecting_while_the_database_is_down_says_try_again_not_invalid_token(monkeypatch):
+    from django.db import OperationalError
+
+    from realtime import middleware
+
+    user = await db(make_user)()
+
+    def down(user_id):
+        raise OperationalError('connection to server at "10.0.0.5", port 5432 failed')
+
+    monkeypatch.setattr(middleware, "_load_user", down)
+    client = await connect("/ws/chat", access_token(user), expect_established=False)
+    error = await client.recv()
+    assert (error["code"], error["message"]) == ("unavailable", "A backing service is unavailable; try again shortly.")
+    assert await client.expect_close() == 4503
+    assert outages.down(DATABASE)
+
+
+def test_only_connection_level_errors_count_as_outages():
+    from django.db import IntegrityError, OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from realtime.outages import service_of
+
+    assert service_of(OperationalError("gone")) == DATABASE
+    assert service_of(IntegrityError("duplicate")) is None
+    assert service_of(RedisConnectionError("refused")) == REDIS
+    assert service_of(TimeoutError()) == REDIS
+    assert service_of(ValueError("bug")) is None

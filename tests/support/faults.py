@@ -144,8 +144,14 @@ class TcpProxy:
     def cut(self) -> None:
         """Drop every relayed connection and stop listening (new connections are refused)."""
         if self._listener is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone would not, and the
+            # socket would go on accepting.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
+            if self._thread is not None:
+                self._thread.join(5)
         with self._lock:
             sockets = list(self._sockets)
         for sock in sockets:
@@ -153,7 +159,8 @@ class TcpProxy:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def restore(self) -> None:
-        self.start()
+        if self._listener is None:
+            self.start()
 
     def stop(self) -> None:
         self.cut()
