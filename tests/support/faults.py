@@ -195,14 +195,19 @@ class StalledClient:
         assert received.startswith(b"HTTP/1.1 101"), received[:200]
         return self
 
-    def drain_until_closed(self, timeout: float = 10.0) -> bytes:
-        """Read what the server still sends until it closes the socket; returns the tail."""
+    def read_until_dropped(self, timeout: float = 10.0) -> int:
+        """Read what the server still sends until it closes or resets the socket; returns the
+        byte count. Raises TimeoutError if the server keeps the socket open."""
         self.sock.settimeout(timeout)
-        tail = b""
-        with contextlib.suppress(OSError):
+        received = 0
+        try:
             while chunk := self.sock.recv(65536):
-                tail = (tail + chunk)[-4096:]
-        return tail
+                received += len(chunk)
+        except TimeoutError:
+            raise
+        except ConnectionError:  # reset: the server aborted the connection
+            pass
+        return received
 
     def close(self) -> None:
         self.sock.close()
