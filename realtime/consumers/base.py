@@ -293,7 +293,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
             self.send_error(ErrorCode.INVALID_MESSAGE, "Binary frames are not supported; send JSON text.")
             return
         limit = settings.WEBSOCKET_MAX_MESSAGE_BYTES
-        if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+        # surrogatepass: a lone surrogate (impossible from a real server, which checks UTF-8,
+        # but not from every ASGI caller) must be refused as invalid JSON below, not crash here.
+        if len(text) > limit or (len(text) * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit):
             metrics.frame_in(self.endpoint, "oversized")
             self.send_error(ErrorCode.MESSAGE_TOO_LARGE, f"Frames are limited to {limit} bytes.")
             return
