@@ -149,7 +149,10 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS["url"],
-            "OPTIONS": {"password": REDIS["password"]} if REDIS["password"] else {},
+            # Bounded: a hung Redis must fail a throttled request (which then counts locally,
+            # accounts/throttling.py), not hold its thread forever.
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2}
+            | ({"password": REDIS["password"]} if REDIS["password"] else {}),
             "KEY_PREFIX": "rpgrt-cache",
         }
         if REDIS["url"]
