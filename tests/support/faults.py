@@ -211,3 +211,14 @@ class StalledClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def raw_handshake(server: ServerProcess, path: str, headers: dict[str, str]) -> str:
+    """Send a WebSocket upgrade with exactly these headers (Host included); returns the status line."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [f"GET {path} HTTP/1.1"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines += ["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return sock.recv(4096).split(b"\r\n", 1)[0].decode()
