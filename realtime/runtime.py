@@ -89,7 +89,10 @@ class Runtime:
         closed = self.close_all_now(CloseCode.GOING_AWAY)
         logger.info("draining instance %s: closed %d connections", self.instance_id, closed)
         try:
-            await asyncio.wait_for(self.forget_instance(self.instance_id), SHUTDOWN_TIMEOUT)
+            # Registry rows first: they live in the database, so a hanging Redis (presence,
+            # positions) cannot keep them behind; the rest is best effort within the bound.
+            await asyncio.wait_for(self.registry.remove_instance(self.instance_id), SHUTDOWN_TIMEOUT / 2)
+            await asyncio.wait_for(self.forget_instance(self.instance_id), SHUTDOWN_TIMEOUT / 2)
         except Exception:
             logger.exception("drain of %s did not finish cleanly", self.instance_id)
         if self._housekeeping is not None:

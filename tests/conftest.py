@@ -19,6 +19,18 @@ async def fresh_runtime():
     channel_layers.backends = {}
 
 
+@pytest.fixture(autouse=True)
+def default_zones(request):
+    """Transactional tests flush the rows data migrations created; put the default zones back."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None:
+        transactional = marker.kwargs.get("transaction", False) or (marker.args and marker.args[0])
+        request.getfixturevalue("transactional_db" if transactional else "db")
+        from tests.support.world import create_default_zones
+
+        create_default_zones()
+
+
 @pytest.fixture
 def fast_realtime(settings):
     """Short intervals so heartbeat, cleanup and re-validation happen within a test."""

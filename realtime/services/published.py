@@ -65,6 +65,7 @@ async def published_send(*, target: str, kind: str, names: list[str], message: d
     event = build_event(event_type, **checked.model_dump())
     if kind == "user":
         return await send_personal_message(names[0], event)
+    reached = True
     for group in names:
-        await broadcast_to_channel(group, event)
-    return "live"
+        reached &= await broadcast_to_channel(group, event)
+    return "live" if reached else "local"

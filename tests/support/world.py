@@ -8,7 +8,7 @@ from django.apps import apps
 
 from realtime.services import world
 
-_migration = importlib.import_module("realtime.migrations.0002_world")
+_migration = importlib.import_module("realtime.migrations.0005_world")
 DEFAULT_ZONES = _migration.DEFAULT_ZONES
 
 
