@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from channels.layers import channel_layers
+from django.test import TransactionTestCase
 
 from realtime import runtime as runtime_module
+
+
+def _flush_retrying_deadlocks(original):
+    """PostgreSQL: a flush (TRUNCATE) can deadlock with a live server process's transaction in
+    integration tests; the flush rolls back whole, so trying again is safe."""
+
+    def teardown(self):
+        for attempt in range(6):
+            try:
+                return original(self)
+            except Exception as exc:
+                chain = f"{exc!r} {exc.__cause__!r} {exc.__context__!r}"
+                if "deadlock" not in chain.lower() or attempt == 5:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        return None
+
+    return teardown
+
+
+TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks(TransactionTestCase._fixture_teardown)
 
 
 @pytest.fixture(autouse=True)
