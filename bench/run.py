@@ -100,6 +100,7 @@ class Sampler(threading.Thread):
         self.peak_rss = {p.pid: 0 for p in self.procs}
         self.stop_event = threading.Event()
         self.start_cpu = {p.pid: sum(p.cpu_times()[:2]) for p in self.procs}
+        self.start_split = {p.pid: p.cpu_times()[:2] for p in self.procs}
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -113,14 +114,18 @@ class Sampler(threading.Thread):
 
     def finish(self) -> dict[str, Any]:
         self.stop_event.set()
-        cpu = {}
+        cpu, split = {}, {}
         for proc in self.procs:
             try:
-                cpu[proc.pid] = round(sum(proc.cpu_times()[:2]) - self.start_cpu[proc.pid], 2)
+                times = proc.cpu_times()
+                cpu[proc.pid] = round(sum(times[:2]) - self.start_cpu[proc.pid], 2)
+                user0, system0 = self.start_split[proc.pid]
+                split[proc.pid] = {"user": round(times[0] - user0, 2), "system": round(times[1] - system0, 2)}
             except Exception:
                 cpu[proc.pid] = None
         return {
             "server_cpu_seconds": cpu,
+            "server_cpu_user_system": split,
             "server_cpu_seconds_total": round(sum(v for v in cpu.values() if v), 2),
             "server_peak_rss_mb": {pid: round(v / 2**20, 1) for pid, v in self.peak_rss.items()},
         }
@@ -136,10 +141,12 @@ def start_servers(args: argparse.Namespace, database_url: str):
 
         for i in range(args.instances):
             servers.append(PeerProcess(f"peer{i}", redis_url=redis.url, secret=SECRET).start())
+        print(f"server pids: {' '.join(str(s.process.pid) for s in servers)}", file=sys.stderr, flush=True)
         return redis, servers
     env = {**SERVER_ENV, "DATABASE_URL": database_url}
     for i in range(args.instances):
         servers.append(ServerProcess(f"bench{i}", redis=redis, base_env={}, env=env, daphne_args=["-v", "0"]).start())
+    print(f"server pids: {' '.join(str(s.process.pid) for s in servers)}", file=sys.stderr, flush=True)
     return redis, servers
 
 

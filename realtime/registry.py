@@ -49,6 +49,10 @@ class Registry:
         self._opened: dict[str, Connection] = {}
         self._closed: set[str] = set()
         self._registered = False
+        # Set when the instance drains: no liveness or insert may recreate rows after removal.
+        # Every registry write runs on the one thread-sensitive executor, in submission order,
+        # so a refresh already queued completes before the removal, and later ones see this.
+        self.retired = False
 
     # --- buffered changes ------------------------------------------------------------------
 
@@ -83,10 +87,9 @@ class Registry:
             self._closed |= closed
             raise
 
-    @staticmethod
-    def _write(records: list[ConnectionRecord], closed: set[str]) -> None:
+    def _write(self, records: list[ConnectionRecord], closed: set[str]) -> None:
         with transaction.atomic():
-            if records:
+            if records and not self.retired:
                 ConnectionRecord.objects.bulk_create(records, batch_size=BATCH, ignore_conflicts=True)
             closed_ids = list(closed)
             for start in range(0, len(closed_ids), BATCH):
@@ -111,6 +114,8 @@ class Registry:
         return False
 
     def _refresh(self, snapshot: list[tuple[str, int, int]], draining: bool) -> bool:
+        if self.retired:
+            return False
         now = timezone.now()
         _, created = Instance.objects.update_or_create(
             id=self.instance_id,
@@ -136,6 +141,8 @@ class Registry:
         return await database_sync_to_async(find_dead_instances)(cleanup_interval, exclude=self.instance_id)
 
     async def remove_instance(self, instance_id: str) -> int:
+        if instance_id == self.instance_id:
+            self.retired = True
         return await database_sync_to_async(delete_instance_records)(instance_id)
 
 

@@ -25,7 +25,6 @@ from realtime.store import SharedState, build_shared_state
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 10.0  # seconds a drain may take before the process exits anyway
-REGISTRY_RESERVE = 3.0  # of which the registry clean-up (database) is guaranteed this much
 
 _runtimes: dict[asyncio.AbstractEventLoop, Runtime] = {}
 _starting: dict[asyncio.AbstractEventLoop, asyncio.Future] = {}
@@ -96,20 +95,13 @@ class Runtime:
         self.drained = True
         closed = self.close_all_now(CloseCode.GOING_AWAY)
         logger.info("draining instance %s: closed %d connections", self.instance_id, closed)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SHUTDOWN_TIMEOUT
         try:
-            # Redis steps first; keep a reserve so the registry rows (database) go even when
-            # Redis hangs and each of its calls waits for the socket timeout.
-            await asyncio.wait_for(self.forget_instance(self.instance_id), SHUTDOWN_TIMEOUT - REGISTRY_RESERVE)
+            # Registry rows first: they live in the database, so a hanging Redis (presence,
+            # positions) cannot keep them behind; the rest is best effort within the bound.
+            await asyncio.wait_for(self.registry.remove_instance(self.instance_id), SHUTDOWN_TIMEOUT / 2)
+            await asyncio.wait_for(self.forget_instance(self.instance_id), SHUTDOWN_TIMEOUT / 2)
         except Exception:
-            logger.warning("drain of %s did not finish cleanly; removing its registry records", self.instance_id)
-            try:
-                await asyncio.wait_for(
-                    self.registry.remove_instance(self.instance_id), max(0.5, deadline - loop.time())
-                )
-            except Exception:
-                logger.exception("could not remove the registry records of %s", self.instance_id)
+            logger.exception("drain of %s did not finish cleanly", self.instance_id)
         if self._housekeeping is not None:
             self._housekeeping.stop()
         await self.hub.stop()

@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from channels.layers import channel_layers
+from django.test import TransactionTestCase
 
 from realtime import runtime as runtime_module
 from realtime.outages import outages
+
+
+def _flush_retrying_deadlocks(original):
+    """PostgreSQL: a flush (TRUNCATE) can deadlock with a live server process's transaction in
+    integration tests; the flush rolls back whole, so trying again is safe."""
+
+    def teardown(self):
+        for attempt in range(6):
+            try:
+                return original(self)
+            except Exception as exc:
+                chain = f"{exc!r} {exc.__cause__!r} {exc.__context__!r}"
+                if "deadlock" not in chain.lower() or attempt == 5:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        return None
+
+    return teardown
+
+
+TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks(TransactionTestCase._fixture_teardown)
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +43,18 @@ async def fresh_runtime():
     yield
     await runtime_module.reset_for_tests()
     channel_layers.backends = {}
+
+
+@pytest.fixture(autouse=True)
+def default_zones(request):
+    """Transactional tests flush the rows data migrations created; put the default zones back."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None:
+        transactional = marker.kwargs.get("transaction", False) or (marker.args and marker.args[0])
+        request.getfixturevalue("transactional_db" if transactional else "db")
+        from tests.support.world import create_default_zones
+
+        create_default_zones()
 
 
 @pytest.fixture

@@ -96,7 +96,7 @@ class PublishView(APIView):
             return Response({"detail": missing}, status=status.HTTP_404_NOT_FOUND)
         try:
             delivery = async_to_sync(_publish)(target, message)
-        except events.PublishError as exc:  # the event's own checks (game and world types)
+        except events.PublishError as exc:  # the event's own checks (e.g. a game_state without key)
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         except TimeoutError:
             delivery = "unavailable"

@@ -33,7 +33,6 @@ from tests.support.communicator import Client as WsClient
 from tests.support.communicator import connect
 from tests.support.db import db
 from tests.support.users import access_token, make_user
-from tests.support.world import create_default_zones
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -119,7 +118,6 @@ def relaxed(settings):
 
 
 async def scenario() -> dict[str, Any]:
-    await db(create_default_zones)()
     g1, g2 = await db(Guild.objects.create)(name="G1"), await db(Guild.objects.create)(name="G2")
     p1, p2 = await db(Party.objects.create)(name="P1"), await db(Party.objects.create)(name="P2")
     users = {

@@ -27,7 +27,6 @@ from realtime.protocol import ErrorCode
 from tests.support.communicator import Client, connect
 from tests.support.db import db
 from tests.support.users import access_token, make_user
-from tests.support.world import create_default_zones
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -232,7 +231,6 @@ def fuzz_settings(settings):
 
 
 async def make_world() -> World:
-    await db(create_default_zones)()
     guild = await db(Guild.objects.create)(name="Fuzzers")
     party = await db(Party.objects.create)(name="Band")
     users = {

@@ -29,7 +29,7 @@ from tests.support.faults import TcpProxy, health, until_health
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-OUTAGE_SECONDS = 4.0  # longer than three cleanup intervals (0.5 s): every registry row goes stale
+OUTAGE_SECONDS = 4.5  # longer than three cleanup intervals (1 s in tests): every registry row goes stale
 
 
 @dataclass

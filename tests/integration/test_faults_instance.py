@@ -17,9 +17,8 @@ import time
 import pytest
 
 from realtime.models import CombatLogEntry, Connection, Instance
-from tests.support.cluster import Cluster, WsClient
+from tests.support.cluster import FAST_ENV, Cluster, WsClient
 from tests.support.db import db
-from tests.support.world import create_default_zones
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -35,7 +34,6 @@ def cluster2(django_db_blocker):
 
 
 async def test_sigkill_of_an_instance_measured(cluster2, unique):
-    await db(create_default_zones)()
     a, b = cluster2[0], cluster2[1]
     alice_id, alice = await asyncio.to_thread(a.register, unique("alice"))
     bob_id, bob = await asyncio.to_thread(b.register, unique("bob"))
@@ -113,7 +111,7 @@ async def test_sigkill_of_an_instance_measured(cluster2, unique):
     print(
         f"FIGURE sigkill reconnect_elsewhere={reconnected:.2f} offline_announced={offline_after:.2f}"
         f" player_left={left_after:.2f} registry_rows_gone={registry_after:.2f} combat_timer_fired={timer_after:.2f}"
-        " cleanup_interval=0.5"
+        f" cleanup_interval={FAST_ENV['WEBSOCKET_CLEANUP_INTERVAL']}"
     )
     for client in (alice_game, alice_chat, watcher, back, back_combat, dave_chat):
         await client.close()

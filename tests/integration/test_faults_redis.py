@@ -18,7 +18,6 @@ from realtime.models import ChatMessage, CombatSession
 from tests.support.cluster import Cluster, WsClient
 from tests.support.db import db
 from tests.support.faults import health, presence_of, until, until_health
-from tests.support.world import create_default_zones
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -36,11 +35,6 @@ def faulty(django_db_setup, django_db_blocker):
         if cluster.redis.process is not None:
             cluster.redis.resume()
         cluster.stop()
-
-
-@pytest.fixture(autouse=True)
-async def zones():
-    await db(create_default_zones)()
 
 
 def figure(name: str, **values: float | str) -> None:

@@ -120,7 +120,7 @@ async def test_announcements_and_game_state_reach_everyone_and_bad_ones_are_refu
     _, token = await asyncio.to_thread(a.register, unique("p"))
     clients = [await WsClient.open(f"{a.ws}/ws/game"), await WsClient.open(f"{b.ws}/ws/game", token)]
     status, body = await publish(b, staff, "game", {"type": "system_announcement", "message": "x", "level": "loud"})
-    assert status == 400 and "level" in body["detail"]
+    assert status == 400 and "level" in str(body)
     status, _ = await publish(
         b, staff, "game", {"type": "system_announcement", "message": "Restart soon", "level": "critical"}
     )

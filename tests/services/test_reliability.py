@@ -356,7 +356,6 @@ async def test_watchdog_hands_over_events_kept_while_presence_failed(monkeypatch
 async def test_drain_removes_the_registry_rows_even_when_redis_hangs(monkeypatch, settings):
     settings.WEBSOCKET_REGISTRY_FLUSH_INTERVAL = 0.05
     monkeypatch.setattr(runtime_module, "SHUTDOWN_TIMEOUT", 1.0)
-    monkeypatch.setattr(runtime_module, "REGISTRY_RESERVE", 0.5)
     user = await db(make_user)()
     client = await connect("/ws/game", access_token(user))
     runtime = await ensure_runtime()
