@@ -17,7 +17,7 @@ import pytest
 from realtime.models import ChatMessage, CombatSession
 from tests.support.cluster import Cluster, WsClient
 from tests.support.db import db
-from tests.support.faults import health, presence_of, until, until_health
+from tests.support.faults import PASSWORD, health, presence_of, until, until_health
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -62,6 +62,12 @@ async def frame_of(client: WsClient, frame_type: str, timeout: float = 10.0, **m
     return await client.recv_type(frame_type, timeout=timeout, **match)
 
 
+def outage_lines(server) -> tuple[int, int]:
+    """How often the log said Redis went away, and came back."""
+    log = server.log_text()
+    return log.count("redis unavailable"), log.count("redis available again")
+
+
 async def pings(*clients: WsClient) -> None:
     for client in clients:
         assert (await client.request({"type": "ping"}, timeout=10))["type"] == "pong"
@@ -69,7 +75,8 @@ async def pings(*clients: WsClient) -> None:
 
 async def test_redis_stopped_then_restarted_empty(faulty, unique):
     a, b = faulty[0], faulty[1]
-    alice_id, alice = await asyncio.to_thread(a.register, unique("alice"))
+    alice_name = unique("alice")
+    alice_id, alice = await asyncio.to_thread(a.register, alice_name)
     carol_id, carol = await asyncio.to_thread(a.register, unique("carol"))
     bob_id, bob = await asyncio.to_thread(b.register, unique("bob"))
     dave_id, dave = await asyncio.to_thread(b.register, unique("dave"))
@@ -97,6 +104,9 @@ async def test_redis_stopped_then_restarted_empty(faulty, unique):
     assert stored["type"] == "ack"
     assert (await watcher.request({"type": "nearby_players_request"}))["players"][0]["user_id"] == dave_id
 
+    logged = [
+        (server.log_text().count("redis unavailable"), server.log_text().count("redis available")) for server in (a, b)
+    ]
     faulty.redis.stop()
     stopped = time.monotonic()
     to_503 = max(await until_health(a, 503), await until_health(b, 503))
@@ -115,6 +125,11 @@ async def test_redis_stopped_then_restarted_empty(faulty, unique):
     await alice_chat.request({"type": "chat_message", "channel": "private", "to": carol_id, "content": "psst"})
     assert (await carol_chat.recv_type("chat_message", content="psst"))["channel"] == "private"
     await alice_chat.request({"type": "chat_message", "channel": "private", "to": bob_id, "content": "for bob"})
+    # Logging in works: the token route's throttle counts locally while its shared cache is down.
+    status, tokens = await asyncio.to_thread(
+        a.request, "POST", "/api/v1/auth/token/", {"username": alice_name, "password": PASSWORD}
+    )
+    assert status == 200 and tokens["access"]
     # Moving needs the shared positions: refused cleanly, nothing else happens.
     refused = await dave_world.request({"type": "player_movement", "zone": "starter_town", "x": 505, "y": 500})
     assert refused["type"] == "error" and refused["code"] == "unavailable"
@@ -150,6 +165,10 @@ async def test_redis_stopped_then_restarted_empty(faulty, unique):
     history = await bob_chat.request({"type": "history_request", "channel": "global", "limit": 100})
     assert {"before the outage", "during"} <= {m["content"] for m in history["messages"]}
     assert await db(CombatSession.objects.filter(pk=session_id, status="active").exists)()
+    # Each instance logged the outage once and its end once, not once per failure.
+    for server, (down, up) in zip((a, b), logged, strict=True):
+        assert outage_lines(server) == (down + 1, up + 1), server.log_tail()
+        assert "Traceback" not in server.log_text(), server.log_tail()
     eve_chat = await WsClient.open(f"{b.ws}/ws/chat", eve)
     assert (await eve_chat.recv())["content"] == "kept"
     assert a.alive() and b.alive()
