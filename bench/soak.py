@@ -170,10 +170,24 @@ def main() -> None:
         "combat_think_ms": 800,
         "chat_connections": sum(1 for p in players if p["endpoint"] == "chat"),
     }
+    timeline: list[dict[str, float]] = []
+    done = threading.Event()
+
+    def sample_every(seconds: float) -> None:
+        started = time.monotonic()
+        while not done.wait(seconds):
+            rss = sampler.rss()
+            timeline.append(
+                {"t": round(time.monotonic() - started), **{n: round(rss[pid] / 2**20, 1) for n, pid in pids.items()}}
+            )
+
     sampler.start()
+    threading.Thread(target=sample_every, args=(15.0,), daemon=True).start()
     try:
         result = run_soak_js(config, on_line, timeout=args.minutes * 60 + 900)
+        done.set()
         result.update(sampler.finish())
+        result["memory_timeline_mb"] = timeline
         metrics = {s.instance_id: s.request("GET", "/metrics")[1] for s in servers}
     finally:
         stop(redis, servers)
