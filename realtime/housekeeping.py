@@ -118,7 +118,7 @@ class Housekeeping:
     async def cleanup(self) -> None:
         runtime = self.runtime
         hub = runtime.hub
-        await runtime.registry.refresh(hub.connections, draining=hub.draining)
+        await runtime.registry.refresh(draining=hub.draining)
         authenticated = {c.id: (c.user_id, c.endpoint) for c in hub.connections.values() if c.user_id}
         try:
             await runtime.state.refresh_instance(runtime.instance_id, authenticated)
