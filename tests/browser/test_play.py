@@ -140,7 +140,11 @@ async def test_two_players_chat_walk_group_up_and_fight(play_server, browser):
     await connected(bob)
     alice_id = await alice.locator("body").get_attribute("data-user-id")
 
-    # Group up: alice founds a party, bob joins it with the id she shows.
+    # Group up: alice founds a guild and a party; bob joins the party with the id she shows,
+    # then the guild from the list of guilds.
+    await alice.fill("#guild-box form[data-action=guild-create] input", "Lantern Keepers")
+    await alice.click("#guild-box form[data-action=guild-create] button")
+    await expect(alice.locator("#guild-box h3")).to_have_text("Guild: Lantern Keepers")
     await alice.fill("#party-box form[data-action=party-create] input", "Heroes")
     await alice.click("#party-box form[data-action=party-create] button")
     party_id = alice.locator('#party-box code[data-scope="party"]')
@@ -152,6 +156,9 @@ async def test_two_players_chat_walk_group_up_and_fight(play_server, browser):
     await bob.click("#party-box form[data-action=party-join-id] button")
     await expect(bob.locator("#party-box h3")).to_have_text("Party: Heroes")
     await expect(bob.locator('#chat-tabs button[data-key="party"]')).to_be_enabled()
+    await bob.click('#guild-box li[data-name="Lantern Keepers"] button')
+    await expect(bob.locator("#guild-box h3")).to_have_text("Guild: Lantern Keepers")
+    await expect(bob.locator('#chat-tabs button[data-key="guild"]')).to_be_enabled()
 
     # Global chat with a typing indicator on the other side.
     await alice.fill("#chat-input", "Hello from alice")
@@ -239,6 +246,14 @@ async def test_two_players_chat_walk_group_up_and_fight(play_server, browser):
     await publish(server, staff, f"user:{alice_id}", {"type": "achievement", "achievement": "goblin_slayer"})
     await expect(alice.locator(".toast-success", has_text="goblin_slayer")).to_contain_text("You earned")
 
+    # A last word from each, for the picture: a success clears the earlier error line.
+    await bob.click('#chat-tabs button[data-key="global"]')
+    await bob.fill("#chat-input", "Nice fight! Drinks at the inn?")
+    await bob.press("#chat-input", "Enter")
+    await alice.fill("#chat-input", "One goblin less. On my way!")
+    await alice.press("#chat-input", "Enter")
+    await expect(alice.locator("#chat-messages li.msg")).to_have_count(3)
+    await expect(alice.locator("#chat-error")).to_have_text("")
     await _screenshot(alice)
 
     # No token in any URL, HTTP or WebSocket; each page opened exactly the four endpoints.

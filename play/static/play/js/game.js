@@ -116,8 +116,8 @@ export class Game {
   render() {
     const roster = this.roster;
     if (!roster) return;
-    $("#guild-box").replaceChildren(...this._groupBox("guild", roster.guild, roster.guilds));
-    $("#party-box").replaceChildren(...this._groupBox("party", roster.party, roster.parties));
+    $("#guild-box").replaceChildren(...this._groupBox("guild", roster.guild, roster.guilds).filter(Boolean));
+    $("#party-box").replaceChildren(...this._groupBox("party", roster.party, roster.parties).filter(Boolean));
   }
 
   _groupBox(scope, group, others) {
