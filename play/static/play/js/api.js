@@ -111,7 +111,8 @@ export class Auth extends EventTarget {
     if (!this._refreshing) {
       this._refreshing = (async () => {
         try {
-          const tokens = await callJson("POST", "/api/v1/auth/token/refresh/", { body: { refresh: this.refreshToken } });
+          const body = { refresh: this.refreshToken };
+          const tokens = await callJson("POST", "/api/v1/auth/token/refresh/", { body });
           this.refreshes += 1;
           this._accept(tokens);
           this.dispatchEvent(new Event("refreshed"));

@@ -63,10 +63,19 @@ export class Chat {
     const key = conversationKey(channel, withUser);
     let conv = this.conversations.get(key);
     if (!conv) {
-      conv = { key, channel, with: withUser, title, messages: [], ids: new Set(), hasMore: true, loaded: false };
-      conv.loading = false;
-      conv.unread = 0;
-      conv.enabled = true;
+      conv = {
+        key,
+        channel,
+        with: withUser, // the other player, for private conversations
+        title,
+        messages: [], // oldest first
+        ids: new Set(), // message ids held, so nothing shows twice
+        hasMore: true, // older messages exist on the server
+        loaded: false, // the first page has been fetched
+        loading: false,
+        unread: 0,
+        enabled: true, // guild/party: only while a member
+      };
       this.conversations.set(key, conv);
     }
     return conv;
@@ -88,7 +97,8 @@ export class Chat {
       const conv = this.conversations.get(scope);
       const now = me[scope];
       conv.enabled = Boolean(now);
-      conv.title = now ? `${scope === "guild" ? "Guild" : "Party"}: ${now.name}` : scope === "guild" ? "Guild" : "Party";
+      const label = scope === "guild" ? "Guild" : "Party";
+      conv.title = now ? `${label}: ${now.name}` : label;
       if ((previous[scope]?.id || null) !== (now?.id || null)) this._reset(conv);
     }
     if (!this.current?.enabled) this.select("global");
@@ -116,15 +126,14 @@ export class Chat {
   // --- server frames --------------------------------------------------------------------
 
   _connected(frame) {
-    if (!frame.reconnected) {
-      this.loadOlder(this.current);
-      return;
-    }
     // Back after a gap: fetch the newest page of every conversation we show. If it does not
     // overlap what we hold, messages were missed in between: start over from that page.
-    for (const conv of this.conversations.values()) {
-      if (conv.loaded && conv.enabled) this._resync(conv);
+    if (frame.reconnected) {
+      for (const conv of this.conversations.values()) {
+        if (conv.loaded && conv.enabled) this._resync(conv);
+      }
     }
+    if (!this.current.loaded) this.loadOlder(this.current);
   }
 
   async _resync(conv) {
@@ -212,7 +221,8 @@ export class Chat {
   _moderation(frame) {
     if (frame.action === "delete_message" && frame.message_id) {
       for (const conv of this.conversations.values()) {
-        if (conv.ids.delete(frame.message_id)) conv.messages = conv.messages.filter((m) => m.message_id !== frame.message_id);
+        if (!conv.ids.delete(frame.message_id)) continue;
+        conv.messages = conv.messages.filter((m) => m.message_id !== frame.message_id);
       }
       this.render();
       return;
@@ -307,7 +317,8 @@ export class Chat {
     this.list.replaceChildren(...items);
     this.list.dataset.conversation = conv.key;
     if (stickToBottom) this.list.scrollTop = this.list.scrollHeight;
-    this.input.placeholder = conv.channel === "private" ? `Whisper to ${conv.title}…` : `Say something in ${conv.title}…`;
+    this.input.placeholder =
+      conv.channel === "private" ? `Whisper to ${conv.title}…` : `Say something in ${conv.title}…`;
     this._renderTyping();
   }
 

@@ -57,7 +57,9 @@ export class Combat {
       this.start();
     });
     $("#combat-new").addEventListener("click", () => this.showSetup());
-    for (const [action, button] of Object.entries(this.buttons)) button.addEventListener("click", () => this.act(action));
+    for (const [action, button] of Object.entries(this.buttons)) {
+      button.addEventListener("click", () => this.act(action));
+    }
     setInterval(() => this._tick(), 250);
 
     socket.on("connection_established", (frame) => this._connected(frame));
@@ -84,7 +86,8 @@ export class Combat {
   // screen also catches a fight that ended while we were away.
   _connected(frame) {
     if (frame.reconnected && this.state && this.state.status === "active") {
-      this.socket.request({ type: "combat_state_request", combat_session_id: this.state.combat_session_id }).catch(() => {});
+      const frame = { type: "combat_state_request", combat_session_id: this.state.combat_session_id };
+      this.socket.request(frame).catch(() => {}); // the automatic resend may already have done it
     }
   }
 
@@ -102,7 +105,8 @@ export class Combat {
       if (running) {
         // Still in a fight (another window started it, or we reloaded): show that one.
         this.log("You are still in a fight; resuming it.");
-        await this.socket.request({ type: "combat_state_request", combat_session_id: running }).catch((e) => this.showError(e));
+        const frame = { type: "combat_state_request", combat_session_id: running };
+        await this.socket.request(frame).catch((failure) => this.showError(failure));
         return;
       }
       this.showError(error);
@@ -196,7 +200,8 @@ export class Combat {
     if (this.state && frame.combat_session_id !== this.state.combat_session_id) return;
     this.over = frame.outcome;
     this._line(OUTCOMES[frame.outcome] || frame.outcome, frame.timestamp);
-    toast(OUTCOMES[frame.outcome] || frame.outcome, { kind: frame.outcome === "victory" ? "success" : "warning", title: "Fight over" });
+    const kind = frame.outcome === "victory" ? "success" : "warning";
+    toast(OUTCOMES[frame.outcome] || frame.outcome, { kind, title: "Fight over" });
     this.log(`Fight over: ${frame.outcome}.`);
     this.render();
   }
@@ -224,7 +229,8 @@ export class Combat {
     this.root.dataset.status = state.status;
     this.root.dataset.sessionId = state.combat_session_id;
     this.root.dataset.round = String(state.round);
-    this.status.textContent = state.status === "active" ? `Round ${state.round}` : OUTCOMES[state.status] || state.status;
+    const active = state.status === "active";
+    this.status.textContent = active ? `Round ${state.round}` : OUTCOMES[state.status] || state.status;
     this.outcome.textContent = this.over ? OUTCOMES[this.over] || this.over : "";
     this.outcome.dataset.outcome = this.over || "";
     $("#combat-new").hidden = !(this.over || state.status !== "active");
@@ -239,7 +245,13 @@ export class Combat {
     const item = el(
       "li",
       {
-        class: ["fighter", p.kind, p.alive ? "alive" : "dead", state.turn.actor === p.id ? "acting" : "", p.id === this.target ? "targeted" : ""].join(" "),
+        class: [
+          "fighter",
+          p.kind,
+          p.alive ? "alive" : "dead",
+          state.turn.actor === p.id ? "acting" : "",
+          p.id === this.target ? "targeted" : "",
+        ].join(" "),
         dataset: { id: p.id, hp: String(p.hp), alive: String(p.alive) },
       },
       targetable
@@ -256,8 +268,18 @@ export class Combat {
           })
         : el("span", { class: "no-target" }),
       el("span", { class: "name" }, p.id === this.me.id ? `${p.name} (you)` : p.name),
-      el("span", { class: "hpbar", role: "meter", "aria-valuemin": "0", "aria-valuemax": String(p.max_hp), "aria-valuenow": String(p.hp) },
-        el("span", { class: "hpfill", style: `width: ${percent}%` })),
+      el(
+        "span",
+        {
+          class: "hpbar",
+          role: "meter",
+          "aria-label": `${p.name}'s hit points`,
+          "aria-valuemin": "0",
+          "aria-valuemax": String(p.max_hp),
+          "aria-valuenow": String(p.hp),
+        },
+        el("span", { class: "hpfill", style: `width: ${percent}%` }),
+      ),
       el("span", { class: "hp" }, `${p.hp}/${p.max_hp}`),
     );
     return item;

@@ -36,7 +36,9 @@ export class Game {
       toast(`${who} earned “${frame.achievement}”`, { kind: "success", title: "Achievement" });
       this.log(`${who} earned the achievement ${frame.achievement}.`, frame.timestamp);
     });
-    socket.on("game_state", (frame) => this.log(`Game state ${frame.key} = ${JSON.stringify(frame.value)}`, frame.timestamp));
+    socket.on("game_state", (frame) => {
+      this.log(`Game state ${frame.key} = ${JSON.stringify(frame.value)}`, frame.timestamp);
+    });
     socket.on("moderation_notice", (frame) => {
       const until = frame.until ? ` until ${clock(frame.until)}` : "";
       const reason = frame.reason ? ` Reason: ${frame.reason}` : "";
@@ -82,7 +84,7 @@ export class Game {
       }
     }
     if (known) this.render();
-    else this.refresh(); // someone new in the guild or party
+    else if (frame.user_id !== this.me.id) this.refresh(); // someone new in the guild or party
   }
 
   // --- membership over HTTP -------------------------------------------------------------
@@ -104,7 +106,8 @@ export class Game {
   _join(scope, id) {
     const trimmed = (id || "").trim();
     if (!UUID.test(trimmed)) {
-      $("#social-error").textContent = `That is not a ${scope} id (they look like 0d8e3c1a-5b7f-4c2e-9a64-3f1b2c4d5e6f).`;
+      const example = "0d8e3c1a-5b7f-4c2e-9a64-3f1b2c4d5e6f";
+      $("#social-error").textContent = `That is not a ${scope} id (they look like ${example}).`;
       return;
     }
     const call = scope === "guild" ? this.api.guildJoin : this.api.partyJoin;
@@ -130,14 +133,21 @@ export class Game {
           { class: "group-id" },
           "id ",
           el("code", { dataset: { scope } }, group.id),
-          el("button", { type: "button", class: "small", onclick: () => navigator.clipboard?.writeText(group.id) }, "copy"),
+          el(
+            "button",
+            { type: "button", class: "small", onclick: () => navigator.clipboard?.writeText(group.id) },
+            "copy",
+          ),
           el(
             "button",
             {
               type: "button",
               class: "small danger",
               dataset: { action: `${scope}-leave` },
-              onclick: () => this._change(scope === "guild" ? this.api.guildLeave : this.api.partyLeave, `You left the ${scope}.`),
+              onclick: () => {
+                const leave = scope === "guild" ? this.api.guildLeave : this.api.partyLeave;
+                this._change(leave, `You left the ${scope}.`);
+              },
             },
             "leave",
           ),
@@ -145,7 +155,12 @@ export class Game {
         el("ul", { class: "members", dataset: { scope } }, ...group.members.map((m) => this._member(m, group))),
       ];
     }
-    const nameInput = el("input", { name: "name", placeholder: `${title} name`, maxlength: "64", "aria-label": `New ${scope} name` });
+    const nameInput = el("input", {
+      name: "name",
+      placeholder: `${title} name`,
+      maxlength: "64",
+      "aria-label": `New ${scope} name`,
+    });
     const idInput = el("input", { name: "id", placeholder: `${title} id`, "aria-label": `${title} id to join` });
     return [
       el("h3", {}, `No ${scope}`),
@@ -202,7 +217,11 @@ export class Game {
       el("span", { class: `dot ${member.status}`, title: member.status }),
       mine
         ? el("span", {}, `${member.username} (you)${leader}`)
-        : el("button", { type: "button", class: "author", onclick: () => this.onWhisper(member.id, member.username) }, `${member.username}${leader}`),
+        : el(
+            "button",
+            { type: "button", class: "author", onclick: () => this.onWhisper(member.id, member.username) },
+            `${member.username}${leader}`,
+          ),
       el("span", { class: "status-text" }, member.status),
     );
   }

@@ -6,6 +6,7 @@ const BACKOFF_INITIAL_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
 const ABUSE_PAUSE_MS = 10_000; // 4429: the server wants us gone for a while
 const REQUEST_TIMEOUT_MS = 10_000;
+const CONNECT_TIMEOUT_MS = 15_000; // a handshake, or connection_established, that never comes
 // Several 4401s in a row even with fresh tokens: the account itself is refused (e.g. deactivated).
 const MAX_AUTH_FAILURES = 3;
 
@@ -57,7 +58,7 @@ export class Endpoint {
     this.detail = "";
     this.connects = 0; // connection_established frames seen: > 1 means we reconnected
     this.clockOffsetMs = 0; // server clock minus ours, from connection_established
-    this.lastError = null;
+    this.lastError = null; // the last connection-level error frame: why the server is closing
     this.onUnhandledError = null;
     this._ws = null;
     this._listeners = new Map();
@@ -116,6 +117,7 @@ export class Endpoint {
       return;
     }
     this._setState("connecting", "");
+    this.lastError = null;
     let ws;
     try {
       ws = new WebSocket(this.url, ["bearer", token]);
@@ -127,6 +129,7 @@ export class Endpoint {
     ws.onmessage = (event) => this._receive(ws, event.data);
     ws.onclose = (event) => this._closed(ws, event.code, event.reason);
     ws.onerror = () => {}; // always followed by a close event, which decides what to do
+    this._armWatchdog(CONNECT_TIMEOUT_MS, "no answer from the server");
   }
 
   // Detach and close a socket without reacting to its close event.
@@ -166,7 +169,11 @@ export class Endpoint {
           if (this._authFailures > 1) this._scheduleReconnect(why);
           else this._connect();
         },
-        () => this._setState("stopped", "logged out"),
+        () => {
+          // Refused: the session is over (the app shows the login). Unreachable: try later.
+          if (this.auth.loggedIn) this._scheduleReconnect("cannot renew the token");
+          else this._setState("stopped", "logged out");
+        },
       );
       return;
     }
@@ -185,14 +192,14 @@ export class Endpoint {
 
   // No frame at all for two heartbeat intervals: the path to the server is dead even if the
   // browser has not noticed (a proxy or NAT dropped it). Reconnect instead of waiting forever.
-  _armWatchdog() {
+  _armWatchdog(ms = this._heartbeatMs * 2 + 5_000, why = "no heartbeat from the server") {
     clearTimeout(this._watchdog);
     const ws = this._ws;
     this._watchdog = setTimeout(() => {
       if (ws !== this._ws) return;
       this._drop(Close.NORMAL, "silent connection");
-      this._scheduleReconnect("no heartbeat from the server");
-    }, this._heartbeatMs * 2 + 5_000);
+      this._scheduleReconnect(why);
+    }, ms);
   }
 
   _setState(state, detail) {
@@ -228,7 +235,7 @@ export class Endpoint {
         this._emit(frame.type, { ...frame, reconnected: this.connects > 1 });
         return;
       case "error":
-        this.lastError = frame;
+        if (CONNECTION_ERRORS.has(frame.code)) this.lastError = frame;
         break;
       default:
         break;

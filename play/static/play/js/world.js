@@ -100,7 +100,8 @@ export class World {
   _upsert(frame, render = true) {
     if (frame.zone !== this.zone || frame.user_id === this.me.id) return;
     const known = this.players.get(frame.user_id);
-    const player = { user_id: frame.user_id, username: frame.username || known?.username || "?", x: frame.x, y: frame.y };
+    const username = frame.username || known?.username || "?";
+    const player = { user_id: frame.user_id, username, x: frame.x, y: frame.y };
     player.drawX = known ? known.drawX : frame.x;
     player.drawY = known ? known.drawY : frame.y;
     this.players.set(frame.user_id, player);
@@ -178,7 +179,8 @@ export class World {
     this.canvas.dataset.zone = this.zone || "";
     this.canvas.dataset.x = self ? String(self.x) : "";
     this.canvas.dataset.y = self ? String(self.y) : "";
-    this.position.textContent = self ? `${this.zones.get(this.zone)?.title ?? this.zone} (${Math.round(self.x)}, ${Math.round(self.y)})` : "…";
+    const title = this.zones.get(this.zone)?.title ?? this.zone;
+    this.position.textContent = self ? `${title} (${Math.round(self.x)}, ${Math.round(self.y)})` : "…";
   }
 
   // The players list doubles as the page's machine-readable picture (data-x/data-y).
@@ -192,7 +194,12 @@ export class World {
           { dataset: { userId: player.user_id, username: player.username, x: String(player.x), y: String(player.y) } },
           el(
             "button",
-            { type: "button", class: "author", title: `Whisper to ${player.username}`, onclick: () => this.onWhisper(player.user_id, player.username) },
+            {
+              type: "button",
+              class: "author",
+              title: `Whisper to ${player.username}`,
+              onclick: () => this.onWhisper(player.user_id, player.username),
+            },
             player.username,
           ),
           ` (${Math.round(player.x)}, ${Math.round(player.y)})`,
