@@ -93,14 +93,18 @@ async def walk(page: Page, key: str, seconds: float) -> None:
     await page.keyboard.up(key)
 
 
-async def staff_token(server) -> str:
-    await asyncio.to_thread(server.register, "gamemaster")
-    await db(get_user_model().objects.filter(username="gamemaster").update)(is_staff=True)
+async def login(server, username: str) -> str:
     status, tokens = await asyncio.to_thread(
-        server.request, "POST", "/api/v1/auth/token/", {"username": "gamemaster", "password": PASSWORD}
+        server.request, "POST", "/api/v1/auth/token/", {"username": username, "password": PASSWORD}
     )
     assert status == 200, tokens
     return tokens["access"]
+
+
+async def staff_token(server) -> str:
+    await asyncio.to_thread(server.register, "gamemaster")
+    await db(get_user_model().objects.filter(username="gamemaster").update)(is_staff=True)
+    return await login(server, "gamemaster")
 
 
 async def publish(server, token: str, target: str, message: dict) -> None:
@@ -322,11 +326,27 @@ async def test_reconnects_resync_and_token_renewal(flaky_server, browser):
             await released.wait()
         route.connect_to_server()
 
+    # History: 45 messages before carol arrives; she sees the newest 30, then scrolls up.
+    _, dave_token = await asyncio.to_thread(server.register, "dave")
+    dave = await WsClient.open(f"{server.ws}/ws/chat", dave_token)
+    for number in range(1, 46):
+        await dave.request({"type": "chat_message", "channel": "global", "content": f"old message {number}"})
+    await dave.close()
+
     carol = await open_page(browser, server, traffic)
     await carol.route_web_socket(re.compile(r".*/ws/chat$"), route_chat)
     await submit_auth(carol, "register", "carol", PASSWORD)
     await connected(carol)
     chat_pill = carol.locator('.conn[data-endpoint="chat"]')
+    messages = carol.locator("#chat-messages li.msg")
+    await expect(messages).to_have_count(30)
+    await expect(messages.first).to_contain_text("old message 16")
+    await expect(carol.locator("#chat-messages .msg-start")).to_have_count(0)
+    await carol.locator("#chat-messages").evaluate("list => { list.scrollTop = 0; }")
+    await expect(messages).to_have_count(45)
+    await expect(messages.first).to_contain_text("old message 1")
+    await expect(messages.last).to_contain_text("old message 45")
+    await expect(carol.locator("#chat-messages .msg-start")).to_have_count(1)
 
     # Pongs: the server pings every second and drops connections silent for 3 s.
     await asyncio.sleep(5)
@@ -348,8 +368,7 @@ async def test_reconnects_resync_and_token_renewal(flaky_server, browser):
         assert expired == 0, endpoint
 
     # A gap: carol's chat is down while dave speaks; back, she fetches what she missed.
-    _, dave_token = await asyncio.to_thread(server.register, "dave")
-    dave = await WsClient.open(f"{server.ws}/ws/chat", dave_token)
+    dave = await WsClient.open(f"{server.ws}/ws/chat", await login(server, "dave"))  # tokens last 6 s here
     held.set()
     await chat_routes[-1].close(code=1001, reason="going away")
     await expect(chat_pill).not_to_have_attribute("data-state", "open")
