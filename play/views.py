@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,7 +15,7 @@ from realtime.combat.catalogue import MAX_MONSTERS_PER_FIGHT, MONSTERS
 from realtime.models import Zone
 
 
-@require_GET
+@require_safe
 def play_page(request: HttpRequest) -> HttpResponse:
     """The game client. The rules the page needs to draw and validate (zones, monsters, radius,
     step) come from the server, so admin edits of zones show up on the next page load."""

@@ -56,7 +56,8 @@ def test_page_names_the_demo_password_only_on_a_development_server(settings):
     assert services.DEMO_PASSWORD not in Client().get("/play/").content.decode()
 
 
-def test_page_refuses_other_methods():
+def test_page_answers_get_and_head_only():
+    assert Client().head("/play/").status_code == 200
     assert Client().post("/play/").status_code == 405
 
 
