@@ -285,13 +285,13 @@ async def _screenshot(page: Page) -> None:
 
 @pytest.fixture
 def flaky_server(transactional_db):
-    """Pings every second, 3 s of silence allowed, access tokens that last 6 s."""
+    """Pings every second, 3 s of silence allowed, access tokens that last 8 s."""
     server = start_server(
         "flaky",
         env={
             "WEBSOCKET_HEARTBEAT_INTERVAL": "1",
             "WEBSOCKET_CONNECTION_TIMEOUT": "3",
-            "JWT_ACCESS_TOKEN_LIFETIME": "6",
+            "JWT_ACCESS_TOKEN_LIFETIME": "8",
         },
     )
     try:
@@ -368,7 +368,7 @@ async def test_reconnects_resync_and_token_renewal(flaky_server, browser):
         assert expired == 0, endpoint
 
     # A gap: carol's chat is down while dave speaks; back, she fetches what she missed.
-    dave = await WsClient.open(f"{server.ws}/ws/chat", await login(server, "dave"))  # tokens last 6 s here
+    dave = await WsClient.open(f"{server.ws}/ws/chat", await login(server, "dave"))  # tokens last 8 s here
     held.set()
     await chat_routes[-1].close(code=1001, reason="going away")
     await expect(chat_pill).not_to_have_attribute("data-state", "open")
