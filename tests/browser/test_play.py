@@ -223,23 +223,33 @@ async def test_two_players_chat_walk_group_up_and_fight(play_server, browser):
     bob_in_party = alice.locator('#party-box li[data-status="away"]', has_text="bob")
     await expect(bob_in_party).to_have_count(1)
 
-    # Combat: alice fights a goblin to the end, turn by turn, with the turn timer running.
+    # Combat: alice takes her party (bob) against a goblin, and they fight it to the end, each
+    # on their own turns, with the turn timer running.
     await alice.fill('#combat-monsters input[data-monster="goblin"]', "1")
+    await alice.check("#combat-with-party")
     await alice.click("#combat-start")
     await expect(alice.locator("#combat")).to_have_attribute("data-status", "active")
+    session_id = await alice.locator("#combat").get_attribute("data-session-id")
+    await expect(bob.locator("#combat")).to_have_attribute("data-session-id", session_id)
+    await expect(bob.locator("#combat-participants li.player")).to_have_count(2)
     timers = []
     for _ in range(100):
         if await alice.locator("#combat").get_attribute("data-status") != "active":
             break
-        attack = alice.locator("#combat-attack")
-        if await attack.is_enabled():
-            timers.append(await alice.locator("#combat-timer").inner_text())
-            await attack.click()
+        for page in (alice, bob):
+            attack = page.locator("#combat-attack")
+            if await attack.is_enabled():
+                timers.append(await page.locator("#combat-timer").inner_text())
+                await attack.click()
         await asyncio.sleep(0.2)
-    await expect(alice.locator("#combat-outcome")).to_have_attribute("data-outcome", "victory")
-    await expect(alice.locator('#combat-participants li[data-id="goblin-1"]')).to_have_attribute("data-hp", "0")
-    assert timers and all(re.fullmatch(r"Your turn: \d+ s", text) for text in timers), timers
-    await expect(alice.locator("#combat-log")).to_contain_text("You hit Goblin")
+    for page in (alice, bob):
+        await expect(page.locator("#combat-outcome")).to_have_attribute("data-outcome", "victory")
+        await expect(page.locator('#combat-participants li[data-id="goblin-1"]')).to_have_attribute("data-hp", "0")
+    assert timers, "nobody ever had a turn"
+    for text in timers:
+        seconds = re.fullmatch(r"Your turn: (\d+) s", text)
+        assert seconds and 0 < int(seconds.group(1)) <= 30, timers
+    await expect(alice.locator("#combat-log")).to_contain_text(re.compile(r"(You hit|bob hits) Goblin"))
 
     # Game events: an announcement for everyone, an achievement for alice, as toasts.
     staff = await staff_token(server)
