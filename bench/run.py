@@ -167,7 +167,10 @@ def run_loadgen(config: dict[str, Any], on_stderr_line=None, timeout: float = 90
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    out, _ = process.communicate(timeout=timeout)
+    # Not communicate(): it would read stderr too, racing the pump for the HOLDING line.
+    out = process.stdout.read()
+    process.wait(timeout)
+    reader.join(10)
     os.unlink(path)
     if process.returncode != 0:
         raise RuntimeError(f"load generator failed ({process.returncode})")

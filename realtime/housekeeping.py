@@ -134,7 +134,7 @@ class Housekeeping:
         # Presence lives in Redis, the registry in the database: one failing must not stop the other.
         await presence_reconcile(runtime)
         try:
-            await runtime.registry.refresh(hub.connections, draining=hub.draining)
+            await runtime.registry.refresh(draining=hub.draining)
         except Exception as exc:
             self._registry_ok_since = None
             if service_of(exc) is None:

@@ -101,7 +101,8 @@ def host_allowed(scope: dict[str, Any]) -> bool:
 
 def _load_user(user_id: str) -> Any:
     User = get_user_model()
-    return User.objects.filter(pk=user_id).first()
+    found = list(User.objects.filter(pk=user_id)[:1])  # no ORDER BY, unlike .first()
+    return found[0] if found else None
 
 
 async def authenticate(token: str | None, subprotocol: str | None) -> AuthResult:

@@ -44,8 +44,10 @@ def _record(conn: Connection, instance_id: str) -> ConnectionRecord:
 
 
 class Registry:
-    def __init__(self, instance_id: str) -> None:
+    def __init__(self, instance_id: str, live: dict[str, Connection] | None = None) -> None:
         self.instance_id = instance_id
+        # This instance's open connections (the hub's index), re-registered when our rows vanished.
+        self.live: dict[str, Connection] = live if live is not None else {}
         self._opened: dict[str, Connection] = {}
         self._closed: set[str] = set()
         self._registered = False
@@ -77,7 +79,7 @@ class Registry:
         self._opened, self._closed = {}, set()
         records = [_record(conn, self.instance_id) for conn in opened.values()]
         try:
-            await database_sync_to_async(self._write)(records, closed)
+            recreated = await database_sync_to_async(self._write)(records, closed)
         except Exception:
             # The caller reports the outage (once); see realtime/outages.py.
             logger.debug("registry flush failed; keeping %d changes for the next one", len(records) + len(closed))
@@ -86,32 +88,48 @@ class Registry:
                     self._opened.setdefault(conn_id, conn)
             self._closed |= closed
             raise
+        if recreated:
+            self._reregister()
 
-    def _write(self, records: list[ConnectionRecord], closed: set[str]) -> None:
+    def _reregister(self) -> None:
+        """Our instance row was gone (another instance declared us dead): record everything again."""
+        if not self._registered:
+            return
+        logger.warning("instance %s was declared dead while alive; re-registering", self.instance_id)
+        for conn in self.live.values():
+            self._opened[conn.id] = conn
+
+    def _write(self, records: list[ConnectionRecord], closed: set[str]) -> bool:
+        """Insert and delete rows; True when our instance row had to be created again."""
+        created = False
         with transaction.atomic():
             if records and not self.retired:
+                # Never leave connection rows without their instance row: others would take
+                # them for the leftovers of a dead instance and clean up a live one.
+                _, created = Instance.objects.get_or_create(
+                    id=self.instance_id,
+                    defaults={"host": socket.gethostname(), "pid": os.getpid(), "last_seen": timezone.now()},
+                )
                 ConnectionRecord.objects.bulk_create(records, batch_size=BATCH, ignore_conflicts=True)
             closed_ids = list(closed)
             for start in range(0, len(closed_ids), BATCH):
                 ConnectionRecord.objects.filter(id__in=closed_ids[start : start + BATCH]).delete()
+        return created
 
     # --- liveness and cleanup ----------------------------------------------------------------
 
-    async def refresh(self, live: dict[str, Connection], *, draining: bool = False) -> bool:
+    async def refresh(self, *, draining: bool = False) -> bool:
         """Refresh this instance's row and its connections' activity.
 
         Returns True when the row had to be re-created: another instance declared this one
-        dead (e.g. the process was paused), so the caller re-asserts its connections.
+        dead (e.g. the process was paused), so every open connection is recorded again.
         """
-        snapshot = [(c.id, c.frames_in, c.frames_out) for c in live.values()]
+        snapshot = [(c.id, c.frames_in, c.frames_out) for c in self.live.values()]
         recreated = await database_sync_to_async(self._refresh)(snapshot, draining)
-        was_registered, self._registered = self._registered, True
-        if recreated and was_registered:
-            logger.warning("instance %s was declared dead while alive; re-registering", self.instance_id)
-            for conn in live.values():
-                self._opened[conn.id] = conn
-            return True
-        return False
+        if recreated:
+            self._reregister()
+        self._registered = True
+        return recreated
 
     def _refresh(self, snapshot: list[tuple[str, int, int]], draining: bool) -> bool:
         if self.retired:
@@ -149,9 +167,13 @@ class Registry:
 def find_dead_instances(cleanup_interval: float, exclude: str | None = None) -> list[str]:
     cutoff = timezone.now() - timedelta(seconds=cleanup_interval * DEAD_AFTER_INTERVALS)
     dead = set(Instance.objects.filter(last_seen__lt=cutoff).values_list("id", flat=True))
-    # Connection rows whose instance row is gone entirely (deleted by hand, crashed at start).
+    # Old connection rows whose instance row is gone entirely (deleted by hand, crashed at start).
     known = set(Instance.objects.values_list("id", flat=True))
-    orphans = set(ConnectionRecord.objects.exclude(instance_id__in=known).values_list("instance_id", flat=True))
+    orphans = set(
+        ConnectionRecord.objects.exclude(instance_id__in=known)
+        .filter(last_seen__lt=cutoff)
+        .values_list("instance_id", flat=True)
+    )
     return sorted((dead | orphans) - {exclude})
 
 

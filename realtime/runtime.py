@@ -35,7 +35,7 @@ class Runtime:
     def __init__(self, *, instance_id: str, layer: Any, state: SharedState) -> None:
         self.instance_id = instance_id
         self.hub = Hub(layer, instance_id)
-        self.registry = Registry(instance_id)
+        self.registry = Registry(instance_id, live=self.hub.connections)
         self.state = state
         self.started_at = time.time()
         self._jobs: list[tuple[str, Callable[[], float], Callable[[], Awaitable[Any]]]] = []

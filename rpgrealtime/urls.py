@@ -1,11 +1,14 @@
-"""HTTP routes: the API, the admin and Prometheus metrics."""
+"""HTTP routes: the API, the admin, the browser client and Prometheus metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("accounts.urls")),
     path("api/v1/websocket/", include("realtime.urls")),
+    path("play/", include("play.urls")),
+    path("", RedirectView.as_view(pattern_name="play:index"), name="home"),
     path("", include("django_prometheus.urls")),
 ]

@@ -241,6 +241,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
                     status="online",
                     guild_id=self.guild_id,
                     party_id=self.party_id,
+                    sole_connection=conn,
                 )
         await self._guard(self.on_connected(), "on_connected")
         if self.user is not None and self.user.has_pending_deliveries:
@@ -454,6 +455,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
                         status="offline",
                         guild_id=self.guild_id,
                         party_id=self.party_id,
+                        no_connections=True,
                     ),
                     "offline status",
                 )

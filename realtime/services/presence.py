@@ -81,12 +81,22 @@ async def connection_closed(*, user_id: str, connection_id: str, instance_id: st
 
 
 async def announce_status(
-    *, user_id: str, username: str, status: str, guild_id: Any = None, party_id: Any = None
+    *,
+    user_id: str,
+    username: str,
+    status: str,
+    guild_id: Any = None,
+    party_id: Any = None,
+    sole_connection: Any = None,
+    no_connections: bool = False,
 ) -> None:
     """Send `player_status` once to each guild/party member's game connections and to the user's own.
 
     The user's own game connections are members of their guild and party groups; a member of
     both the guild and the party is skipped in the party broadcast, so nobody gets it twice.
+    Without guild and party the only audience is the user's own game connections: when the
+    caller knows that is just `sole_connection` (the user's first connection anywhere) or nobody
+    (`no_connections`: the last one closed), no publish is needed at all.
     """
     event = build_event("player_status", user_id=str(user_id), username=username, status=status)
     if guild_id:
@@ -98,8 +108,13 @@ async def announce_status(
             filter_name="not_in_guild" if guild_id else None,
             filter_args=str(guild_id) if guild_id else None,
         )
-    if not guild_id and not party_id:
-        await broadcast_to_channel(groups.user(user_id), event, endpoints=GAME)
+    if guild_id or party_id or no_connections:
+        return
+    if sole_connection is not None:
+        if sole_connection.endpoint in GAME:
+            sole_connection.consumer.send_frame(event)
+        return
+    await broadcast_to_channel(groups.user(user_id), event, endpoints=GAME)
 
 
 def not_in_guild_filter(conn: Any, guild_id: str) -> str | None:

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "channels",
     "accounts",
     "realtime",
+    "play",
 ]
 
 MIDDLEWARE = [

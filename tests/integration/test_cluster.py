@@ -119,7 +119,7 @@ async def test_presence_across_instances_and_membership_moves(cluster, unique):
     online = await alice_game.recv_type("player_status", user_id=bob_id)
     assert online["status"] == "online"
     second = await WsClient.open(f"{a.ws}/ws/chat", bob)  # not the first connection: no new online
-    assert await alice_game.nothing_of("player_status", 0.4)
+    assert await alice_game.nothing_of("player_status", 0.4), alice_game.received[-3:]
     await second.close()
     await bob_game.close()
     offline = await alice_game.recv_type("player_status", user_id=bob_id)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 from django.apps import apps
 
+import realtime.migrations
 from realtime.services import world
 
-_migration = importlib.import_module("realtime.migrations.0005_world")
+# Found by name suffix: migrations are renumbered when features are merged.
+_migration = importlib.import_module(
+    "realtime.migrations."
+    + next(m.name for m in pkgutil.iter_modules(realtime.migrations.__path__) if m.name.endswith("_world"))
+)
 DEFAULT_ZONES = _migration.DEFAULT_ZONES
 
 

@@ -1,0 +1,141 @@
+// Entry point of /play/: logging in, one connection per endpoint, and the four panels.
+
+import { Auth, routes } from "./api.js";
+import { Chat } from "./chat.js";
+import { Combat } from "./combat.js";
+import { Game } from "./game.js";
+import { Endpoint } from "./socket.js";
+import { $, clock, describeError, el, toast } from "./ui.js";
+import { World } from "./world.js";
+
+const ENDPOINTS = ["game", "chat", "world", "combat"];
+// Errors that only announce a reconnect the socket handles by itself: no toast for them.
+const QUIET_ERRORS = new Set(["token_expired", "invalid_token", "heartbeat_timeout", "server_shutting_down"]);
+
+const config = JSON.parse($("#play-config").textContent);
+const auth = new Auth();
+const api = routes(auth);
+let session = null; // {me, endpoints, panels} once logged in
+
+function gameLog(text, timestamp) {
+  const list = $("#game-log");
+  list.append(el("li", {}, el("time", {}, clock(timestamp)), " ", text));
+  while (list.children.length > 200) list.firstElementChild.remove();
+  list.scrollTop = list.scrollHeight;
+}
+
+function showLogin(message = "") {
+  $("#login-view").hidden = false;
+  $("#game-view").hidden = true;
+  $("#me").hidden = true;
+  $("#auth-error").textContent = message;
+  $("#auth-form input[name=username]").focus();
+}
+
+function watchConnection(endpoint) {
+  const pill = $(`.conn[data-endpoint="${endpoint.name}"]`);
+  endpoint.onState((state, detail) => {
+    pill.dataset.state = state;
+    pill.dataset.connects = String(endpoint.connects);
+    pill.title = `/ws/${endpoint.name}: ${state}${detail ? ` — ${detail}` : ""}`;
+    $(".conn-detail", pill).textContent = state === "open" ? "" : detail;
+    if (state === "stopped" && detail && detail !== "logged out" && detail !== "client stopping") {
+      toast(`/ws/${endpoint.name} stopped: ${detail}`, { kind: "error", title: "Disconnected" });
+    }
+  });
+  endpoint.onUnhandledError = (frame) => {
+    if (QUIET_ERRORS.has(frame.code)) return;
+    toast(describeError(frame), { kind: "error", title: `/ws/${endpoint.name}` });
+  };
+}
+
+async function startGame() {
+  const me = await api.me();
+  if (session && session.me.id !== me.id) {
+    // Another player in this tab: start from a clean page (the new session is stored).
+    window.location.reload();
+    return;
+  }
+  $("#login-view").hidden = true;
+  $("#game-view").hidden = false;
+  $("#me").hidden = false;
+  $("#me-name").textContent = me.username;
+  document.body.dataset.userId = me.id;
+  if (!session) {
+    const endpoints = Object.fromEntries(ENDPOINTS.map((name) => [name, new Endpoint(name, { auth })]));
+    for (const endpoint of Object.values(endpoints)) watchConnection(endpoint);
+    const whisper = (userId, username) => session.panels.chat.openPrivate(userId, username);
+    const panels = {};
+    panels.chat = new Chat(endpoints.chat, { me, log: gameLog });
+    panels.world = new World(endpoints.world, { config, me, log: gameLog, onWhisper: whisper });
+    panels.combat = new Combat(endpoints.combat, { config, me, log: gameLog });
+    panels.game = new Game(endpoints.game, {
+      api,
+      me,
+      log: gameLog,
+      onWhisper: whisper,
+      onMembership: (updated) => {
+        session.me = updated;
+        panels.chat.setMembership(updated);
+        panels.combat.setMembership(updated);
+      },
+    });
+    session = { me, endpoints, panels };
+    gameLog(`Welcome, ${me.username}.`);
+  }
+  for (const endpoint of Object.values(session.endpoints)) endpoint.start();
+}
+
+// --- session events ---------------------------------------------------------------------
+
+auth.addEventListener("refreshed", () => {
+  $("#me").dataset.refreshes = String(auth.refreshes);
+  if (session) for (const endpoint of Object.values(session.endpoints)) endpoint.renew();
+});
+
+auth.addEventListener("ended", (event) => {
+  if (session) for (const endpoint of Object.values(session.endpoints)) endpoint.stop("logged out");
+  showLogin(event.detail);
+});
+
+$("#logout").addEventListener("click", () => {
+  auth.end("");
+  window.location.reload();
+});
+
+$("#auth-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const action = event.submitter?.value || "login";
+  const username = form.username.value.trim();
+  const password = form.password.value;
+  const error = $("#auth-error");
+  error.textContent = "";
+  for (const button of form.querySelectorAll("button")) button.disabled = true;
+  try {
+    if (action === "register") await auth.register(username, password);
+    else await auth.login(username, password);
+    form.password.value = "";
+    await startGame();
+  } catch (failure) {
+    error.textContent = failure.message;
+  } finally {
+    for (const button of form.querySelectorAll("button")) button.disabled = false;
+  }
+});
+
+// --- start ------------------------------------------------------------------------------
+
+(async () => {
+  if (await auth.restore()) {
+    try {
+      await startGame();
+      return;
+    } catch (failure) {
+      showLogin(failure.message);
+      return;
+    }
+  }
+  showLogin();
+})();
+

@@ -1,0 +1,307 @@
+// One resilient WebSocket per endpoint, following docs/protocol.md: the token in the `bearer`
+// subprotocol, pongs for the server's pings, replies matched by `id`, and reconnects that honour
+// the close codes (4401 → new token first, 4403 → stop, others → back off with jitter).
+
+const BACKOFF_INITIAL_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+const ABUSE_PAUSE_MS = 10_000; // 4429: the server wants us gone for a while
+const REQUEST_TIMEOUT_MS = 10_000;
+const CONNECT_TIMEOUT_MS = 15_000; // a handshake, or connection_established, that never comes
+// Several 4401s in a row even with fresh tokens: the account itself is refused (e.g. deactivated).
+const MAX_AUTH_FAILURES = 3;
+
+export const Close = Object.freeze({
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  TOO_BIG: 1009,
+  UNAUTHORIZED: 4401,
+  FORBIDDEN: 4403,
+  HEARTBEAT_TIMEOUT: 4408,
+  SLOW_CONSUMER: 4413,
+  RATE_LIMIT_ABUSE: 4429,
+});
+
+// Errors about the connection itself (sent before a close, or at connect): the connection
+// status shows them; panels leave them alone.
+export const CONNECTION_ERRORS = new Set([
+  "token_expired",
+  "invalid_token",
+  "authentication_required",
+  "banned",
+  "kicked",
+  "heartbeat_timeout",
+  "server_shutting_down",
+  "too_many_connections",
+]);
+
+// An `error` frame from the server (or a local "not connected"), thrown by request().
+export class ServerError extends Error {
+  constructor(frame) {
+    super(frame.message || frame.code);
+    this.code = frame.code;
+    this.details = frame.details;
+    this.frame = frame;
+  }
+}
+
+export function websocketBase(location = window.location) {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
+}
+
+// States: idle → connecting → open → (waiting → connecting → open)* → stopped.
+export class Endpoint {
+  constructor(name, { auth, base = websocketBase() }) {
+    this.name = name;
+    this.auth = auth;
+    this.url = `${base}/ws/${name}`;
+    this.state = "idle";
+    this.detail = "";
+    this.connects = 0; // connection_established frames seen: > 1 means we reconnected
+    this.clockOffsetMs = 0; // server clock minus ours, from connection_established
+    this.lastError = null; // the last connection-level error frame: why the server is closing
+    this.onUnhandledError = null;
+    this._ws = null;
+    this._listeners = new Map();
+    this._stateListeners = [];
+    this._pending = new Map();
+    this._ids = 0;
+    this._backoff = BACKOFF_INITIAL_MS;
+    this._authFailures = 0;
+    this._retryTimer = null;
+    this._watchdog = null;
+    this._heartbeatMs = 30_000;
+  }
+
+  // --- subscriptions ----------------------------------------------------------------------
+
+  on(type, handler) {
+    if (!this._listeners.has(type)) this._listeners.set(type, []);
+    this._listeners.get(type).push(handler);
+    return this;
+  }
+
+  onState(handler) {
+    this._stateListeners.push(handler);
+    handler(this.state, this.detail, this);
+  }
+
+  serverNow() {
+    return Date.now() + this.clockOffsetMs;
+  }
+
+  // --- lifecycle --------------------------------------------------------------------------
+
+  start() {
+    if (this.state === "idle" || this.state === "stopped") this._connect();
+  }
+
+  stop(reason = "") {
+    clearTimeout(this._retryTimer);
+    this._drop(Close.NORMAL, "client stopping");
+    this._setState("stopped", reason);
+  }
+
+  // A new access token: reconnect with it now, while the old one is still valid, instead of
+  // waiting for the server to close the connection with 4401 when the old one expires.
+  renew() {
+    if (this.state === "stopped" || this.state === "idle") return;
+    clearTimeout(this._retryTimer);
+    this._drop(Close.NORMAL, "token renewed");
+    this._connect();
+  }
+
+  _connect() {
+    const token = this.auth.access;
+    if (!token) {
+      this._setState("stopped", "logged out");
+      return;
+    }
+    this._setState("connecting", "");
+    this.lastError = null;
+    let ws;
+    try {
+      ws = new WebSocket(this.url, ["bearer", token]);
+    } catch (error) {
+      this._scheduleReconnect(`cannot connect: ${error.message}`);
+      return;
+    }
+    this._ws = ws;
+    ws.onmessage = (event) => this._receive(ws, event.data);
+    ws.onclose = (event) => this._closed(ws, event.code, event.reason);
+    ws.onerror = () => {}; // always followed by a close event, which decides what to do
+    this._armWatchdog(CONNECT_TIMEOUT_MS, "no answer from the server");
+  }
+
+  // Detach and close a socket without reacting to its close event.
+  _drop(code, reason) {
+    const ws = this._ws;
+    this._ws = null;
+    clearTimeout(this._watchdog);
+    this._failPending("not_connected", "The connection was closed.");
+    if (ws) {
+      ws.onmessage = ws.onclose = ws.onerror = null;
+      if (ws.readyState <= WebSocket.OPEN) ws.close(code, reason);
+    }
+  }
+
+  _closed(ws, code, reason) {
+    if (ws !== this._ws) return;
+    this._ws = null;
+    clearTimeout(this._watchdog);
+    this._failPending("not_connected", "The connection was closed.");
+    const why = this.lastError?.message || reason || `closed with ${code}`;
+    if (code === Close.FORBIDDEN) {
+      // Banned or kicked: a person must decide, not a retry loop.
+      this._setState("stopped", `refused (4403): ${why}`);
+      return;
+    }
+    if (code === Close.UNAUTHORIZED) {
+      this._authFailures += 1;
+      if (this._authFailures > MAX_AUTH_FAILURES) {
+        this._setState("stopped", `authentication keeps failing: ${why}`);
+        return;
+      }
+      // Expired or refused token: get a new one, then reconnect (at once the first time).
+      this._setState("waiting", "renewing the token");
+      this.auth.refresh().then(
+        () => {
+          if (this.state !== "waiting") return;
+          if (this._authFailures > 1) this._scheduleReconnect(why);
+          else this._connect();
+        },
+        () => {
+          // Refused: the session is over (the app shows the login). Unreachable: try later.
+          if (this.auth.loggedIn) this._scheduleReconnect("cannot renew the token");
+          else this._setState("stopped", "logged out");
+        },
+      );
+      return;
+    }
+    // 1001 (going away), 4408 (heartbeat), 4413 (slow), 1006 (network) and the rest: come back.
+    this._scheduleReconnect(why, code === Close.RATE_LIMIT_ABUSE ? ABUSE_PAUSE_MS : 0);
+  }
+
+  _scheduleReconnect(why, atLeastMs = 0) {
+    const delay = Math.max(atLeastMs, this._backoff * (0.5 + Math.random())); // ±50 % jitter
+    this._backoff = Math.min(this._backoff * 2, BACKOFF_MAX_MS);
+    const seconds = Math.max(1, Math.round(delay / 1000));
+    this._setState("waiting", `${why}; reconnecting in ${seconds} s`);
+    clearTimeout(this._retryTimer);
+    this._retryTimer = setTimeout(() => this._connect(), delay);
+  }
+
+  // No frame at all for two heartbeat intervals: the path to the server is dead even if the
+  // browser has not noticed (a proxy or NAT dropped it). Reconnect instead of waiting forever.
+  _armWatchdog(ms = this._heartbeatMs * 2 + 5_000, why = "no heartbeat from the server") {
+    clearTimeout(this._watchdog);
+    const ws = this._ws;
+    this._watchdog = setTimeout(() => {
+      if (ws !== this._ws) return;
+      this._drop(Close.NORMAL, "silent connection");
+      this._scheduleReconnect(why);
+    }, ms);
+  }
+
+  _setState(state, detail) {
+    this.state = state;
+    this.detail = detail;
+    for (const handler of this._stateListeners) handler(state, detail, this);
+  }
+
+  // --- frames -----------------------------------------------------------------------------
+
+  _receive(ws, data) {
+    if (ws !== this._ws) return;
+    this._armWatchdog();
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return; // the server only sends JSON; nothing sensible to do with anything else
+    }
+    switch (frame.type) {
+      case "ping":
+        this.send({ type: "pong" });
+        return;
+      case "connection_established":
+        this.connects += 1;
+        this._backoff = BACKOFF_INITIAL_MS;
+        this._authFailures = 0;
+        this.lastError = null;
+        this._heartbeatMs = (frame.heartbeat_interval || 30) * 1000;
+        this.clockOffsetMs = Date.parse(frame.server_time) - Date.now();
+        this._armWatchdog();
+        this._setState("open", "");
+        this._emit(frame.type, { ...frame, reconnected: this.connects > 1 });
+        return;
+      case "error":
+        if (CONNECTION_ERRORS.has(frame.code)) this.lastError = frame;
+        break;
+      default:
+        break;
+    }
+    // A reply settles its request; a non-error reply is then also an event like any other, so
+    // each panel handles e.g. its own combat_action_result and the others' in one place.
+    // (zone_change gets two replies: zone_changed settles it, nearby_players is just an event.)
+    const waiter = frame.id !== undefined ? this._pending.get(frame.id) : undefined;
+    if (waiter) {
+      this._pending.delete(frame.id);
+      clearTimeout(waiter.timer);
+      if (frame.type === "error") {
+        waiter.reject(new ServerError(frame));
+        return;
+      }
+      waiter.resolve(frame);
+    }
+    if (frame.type === "error") {
+      const handled = this._emit("error", frame);
+      if (!handled && this.onUnhandledError) this.onUnhandledError(frame, this);
+      return;
+    }
+    this._emit(frame.type, frame);
+  }
+
+  // Returns true when a listener says it handled the frame.
+  _emit(type, frame) {
+    let handled = false;
+    for (const handler of this._listeners.get(type) || []) {
+      try {
+        handled = handler(frame, this) === true || handled;
+      } catch (error) {
+        console.error(`/ws/${this.name} ${type} handler failed`, error);
+      }
+    }
+    return handled;
+  }
+
+  send(frame) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || this.state !== "open") return false;
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  // Send with an `id`; resolves with the reply carrying it, rejects with its `error`.
+  request(frame, { timeoutMs = REQUEST_TIMEOUT_MS } = {}) {
+    const id = `${this.name[0]}${++this._ids}`;
+    return new Promise((resolve, reject) => {
+      if (!this.send({ ...frame, id })) {
+        reject(new ServerError({ code: "not_connected", message: `/ws/${this.name} is not connected right now.` }));
+        return;
+      }
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new ServerError({ code: "timeout", message: "The server did not answer in time." }));
+      }, timeoutMs);
+      this._pending.set(id, { resolve, reject, timer });
+    });
+  }
+
+  _failPending(code, message) {
+    for (const { reject, timer } of this._pending.values()) {
+      clearTimeout(timer);
+      reject(new ServerError({ code, message }));
+    }
+    this._pending.clear();
+  }
+}
