@@ -211,19 +211,33 @@ def main() -> None:
     print(f"written: {path}")
 
 
-COUNTED = ("rpgrealtime_ws_errors_total{", "rpgrealtime_ws_closes_total{", "rpgrealtime_ws_slow_consumers_total")
+COUNTED = (
+    "rpgrealtime_ws_errors_total{",
+    "rpgrealtime_ws_closes_total{",
+    "rpgrealtime_ws_slow_consumers_total",
+    "rpgrealtime_ws_broadcast_failures_total",
+)
+LATENCY = "rpgrealtime_ws_broadcast_latency_seconds_bucket{"
 
 
 def scrape_errors(exposition: Any) -> dict[str, float]:
-    """Error frames and closes the server counted (Prometheus text), by label."""
+    """What the server counted (Prometheus text): error frames, closes, slow consumers, broadcasts
+    the layer did not confirm in time, and the share of broadcasts handed to sockets within
+    0.1 s, 1 s and 5 s of their publication."""
     found: dict[str, float] = {}
     if not isinstance(exposition, str):
         return found
+    buckets: dict[str, float] = {}
     for line in exposition.splitlines():
-        if line.startswith(COUNTED):
-            name, _, value = line.rpartition(" ")
-            if float(value):
-                found[name] = float(value)
+        name, _, value = line.rpartition(" ")
+        if line.startswith(COUNTED) and float(value):
+            found[name] = float(value)
+        elif line.startswith(LATENCY):
+            buckets[name.split('le="')[1].rstrip('"}')] = float(value)
+    total = buckets.get("+Inf")
+    if total:
+        for bound in ("0.1", "1.0", "5.0"):
+            found[f"broadcasts within {bound} s (%)"] = round(100 * buckets.get(bound, 0) / total, 2)
     return found
 
 

@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 # Probing costs one PING, one PUBLISH and one `SELECT 1` per instance per run.
 WATCHDOG_INTERVAL = 1.0
+# More patient than the health check (0.8 s): a busy instance answers late, and calling that
+# an outage would stop the slow broadcasts it is still sending (events._group_send).
+PROBE_TIMEOUT = 3.0
 
 
 class Watchdog:
@@ -48,13 +51,18 @@ class Watchdog:
     async def run(self) -> None:
         from realtime.views import health
 
-        checks = await health.run_checks()
+        checks = await health.run_checks(PROBE_TIMEOUT)
         failing = {name: check.get("error") for name, check in checks.items() if check["status"] != "ok"}
         if self.watch_redis:
-            redis_failing = {name: error for name, error in failing.items() if name != "database"}
-            if redis_failing:
+            layer, state = failing.get("channel_layer"), failing.get("shared_state")
+            if state or (layer and layer != "timeout"):
                 self.redis_ok = False
+                redis_failing = {name: error for name, error in failing.items() if name != "database"}
                 outages.failed(REDIS, ", ".join(f"{name}={error}" for name, error in redis_failing.items()))
+            elif layer:
+                # Redis answers but our broadcasts come back slowly: this instance is busy, or
+                # its subscription is being renewed. Not an outage; health says 503 meanwhile.
+                pass
             elif not self.redis_ok or outages.down(REDIS):
                 outages.succeeded(REDIS)
                 self.redis_ok = True

@@ -54,14 +54,14 @@ def _shared(name: str, check: Callable[[], Awaitable[Any]]) -> Awaitable[Any]:
     return asyncio.shield(task)
 
 
-async def _timed(name: str, check: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+async def _timed(name: str, check: Callable[[], Awaitable[Any]], timeout: float = CHECK_TIMEOUT) -> dict[str, Any]:
     started = time.perf_counter()
 
     def elapsed() -> float:
         return round((time.perf_counter() - started) * 1000, 2)
 
     try:
-        await asyncio.wait_for(_shared(name, check), CHECK_TIMEOUT)
+        await asyncio.wait_for(_shared(name, check), timeout)
     except TimeoutError:
         return {"status": "error", "error": "timeout", "latency_ms": elapsed()}
     except Exception as exc:  # the class name only: no hosts, paths or SQL leak out
@@ -104,12 +104,12 @@ async def _shared_state_ping() -> None:
     await get_shared_state().ping()
 
 
-async def run_checks() -> dict[str, dict[str, Any]]:
+async def run_checks(timeout: float = CHECK_TIMEOUT) -> dict[str, dict[str, Any]]:
     """The three checks, concurrently, each bounded (also used by the outage watchdog)."""
     layer, database, shared_state = await asyncio.gather(
-        _timed("channel_layer", _channel_layer_roundtrip),
-        _timed("database", _database_roundtrip),
-        _timed("shared_state", _shared_state_ping),
+        _timed("channel_layer", _channel_layer_roundtrip, timeout),
+        _timed("database", _database_roundtrip, timeout),
+        _timed("shared_state", _shared_state_ping, timeout),
     )
     layer["backend"] = "memory" if settings.REDIS is None else "redis"
     return {"channel_layer": layer, "database": database, "shared_state": shared_state}
