@@ -26,7 +26,7 @@ def _state():
     return get_shared_state()
 
 
-def current_runtime():
+def _runtime():
     from realtime.runtime import current_runtime
 
     return current_runtime()
@@ -43,7 +43,7 @@ async def user_reachable(user_id: str, endpoints: frozenset[str] | None) -> bool
         counts = await _state().user_endpoints(str(user_id))
     except Exception as exc:
         outages.failed(REDIS, exc)
-        runtime = current_runtime()
+        runtime = _runtime()
         local = runtime.hub.user_connections(str(user_id)) if runtime is not None else ()
         return any(not conn.closing and (endpoints is None or conn.endpoint in endpoints) for conn in local)
     if endpoints is None:
@@ -61,7 +61,7 @@ async def connection_opened(
         )
     except Exception as exc:
         outages.failed(REDIS, exc)
-        runtime = current_runtime()
+        runtime = _runtime()
         if runtime is not None:
             runtime.unconfirmed_opens.add(connection_id)
         return None
@@ -73,7 +73,7 @@ async def connection_closed(*, user_id: str, connection_id: str, instance_id: st
         return await _state().connection_closed(user_id=user_id, connection_id=connection_id, instance_id=instance_id)
     except Exception as exc:
         outages.failed(REDIS, exc)
-        runtime = current_runtime()
+        runtime = _runtime()
         if runtime is not None:
             runtime.unconfirmed_opens.discard(connection_id)
             runtime.unconfirmed_closes[connection_id] = str(user_id)
