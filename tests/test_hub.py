@@ -257,3 +257,24 @@ def test_daphne_transport_reports_a_client_that_stopped_reading():
     assert transport.write(frame) is True  # 32 bytes waiting
     assert transport.write(frame) is False  # 64 bytes waiting: over the limit
     assert transport.pending_bytes() == 64
+
+
+def test_daphne_transport_detaches_the_http_channel_of_the_upgrade():
+    class Channel:
+        def __init__(self) -> None:
+            self.requests = ["the upgrade request"]
+            self.timeout = 43200
+
+        def setTimeout(self, period):
+            self.timeout = period
+
+    protocol = FakeAutobahnProtocol()
+    channel = protocol.transport.producer = Channel()
+    protocol.transport.unregisterProducer = lambda: setattr(protocol.transport, "producer", None)
+
+    async def handle_reply(proto, message):
+        return None
+
+    DaphneTransport(functools.partial(handle_reply, protocol), 100)
+    assert channel.timeout is None  # its idle timer would have closed the WebSocket
+    assert protocol.transport.producer is None and channel.requests == []
