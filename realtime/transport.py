@@ -62,6 +62,23 @@ def _twisted_pending(tcp: Any) -> int:
         return 0
 
 
+def _release_http_channel(tcp: Any) -> None:
+    """Detach the HTTP channel that carried the upgrade request from the TCP transport.
+
+    daphne hands the socket to the WebSocket protocol but leaves Twisted's HTTPChannel
+    registered as the transport's producer, with its idle timer still running: that timer
+    (12 hours by default) would close a long-lived WebSocket, and the channel keeps the
+    handshake's request objects (headers, query string with the token) alive for the whole
+    connection. Neither is needed once the WebSocket is open.
+    """
+    channel = getattr(tcp, "producer", None)
+    if channel is None or not hasattr(channel, "requests") or not hasattr(channel, "setTimeout"):
+        return
+    channel.setTimeout(None)
+    tcp.unregisterProducer()
+    channel.requests = []
+
+
 class DaphneTransport:
     """Writes prepared frames straight to daphne's socket when nothing is queued before them.
 
@@ -79,6 +96,7 @@ class DaphneTransport:
         self._limit = limit
         tcp = getattr(self._protocol, "transport", None)
         self._socket = None
+        _release_http_channel(tcp)
         try:
             from twisted.internet import tcp as twisted_tcp
 

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import redis.exceptions
@@ -35,13 +36,14 @@ from pydantic import ValidationError
 
 from realtime import groups, metrics
 from realtime.connection import Connection
-from realtime.middleware import AuthResult
+from realtime.middleware import AuthResult, authenticate
 from realtime.outages import outages, service_of
 from realtime.protocol import (
     ClientFrame,
     CloseCode,
     ErrorCode,
     ProtocolError,
+    TokenRefreshIn,
     decode,
     encode,
     error_frame,
@@ -565,3 +567,20 @@ class BaseConsumer(AsyncWebsocketConsumer):
     @handles("pong", auth=False)
     async def on_pong(self, message: dict[str, Any], frame_id: Any) -> None:
         return None  # receiving it already counted as activity
+
+    @handles("token_refresh", TokenRefreshIn)
+    async def on_token_refresh(self, message: TokenRefreshIn, frame_id: Any) -> dict[str, Any] | None:
+        """Swap in a new access token of the same user, so the connection outlives the old one."""
+        result = await authenticate(message.token, None)
+        if result.error == ErrorCode.BANNED:
+            self.send_error(ErrorCode.BANNED, result.error_message, frame_id)
+            self.schedule_close(CloseCode.FORBIDDEN)
+            return None
+        if result.error is not None:
+            raise ProtocolError(result.error, result.error_message)
+        if str(result.user.pk) != self.user_id:
+            raise ProtocolError(ErrorCode.INVALID_TOKEN, "The token belongs to another user.")
+        self.user = result.user
+        self.conn.token_expires_at = result.token_expires_at
+        expires = datetime.fromtimestamp(result.token_expires_at, tz=UTC)
+        return {"type": "token_refreshed", "expires_at": now_iso(expires)}

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class ErrorCode(enum.StrEnum):
@@ -68,6 +68,13 @@ class ClientFrame(BaseModel):
 
 
 MAX_ID_LENGTH = 64
+
+
+class TokenRefreshIn(ClientFrame):
+    """`{"type": "token_refresh", "token": "<new access token>"}`: keep an open connection alive
+    past its token's expiry without reconnecting."""
+
+    token: str = Field(min_length=1, max_length=4096)
 
 
 def now_iso(moment: datetime | None = None) -> str:

@@ -282,3 +282,56 @@ async def test_drain_closes_with_1001_and_refuses_new():
     assert await client.expect_close() == CloseCode.GOING_AWAY
     error, code = await refused("/ws/game")
     assert (error["code"], code) == ("server_shutting_down", CloseCode.GOING_AWAY)
+
+
+# --- in-band token refresh -------------------------------------------------------------------
+
+
+async def test_token_refresh_keeps_the_connection_past_the_old_expiry(fast_realtime):
+    fast_realtime.WEBSOCKET_CONNECTION_TIMEOUT = 30
+    user = await db(make_user)()
+    client = await connect("/ws/chat", access_token(user, lifetime=timedelta(seconds=1)))
+    reply = await client.request({"type": "token_refresh", "token": access_token(user)})
+    assert reply["type"] == "token_refreshed" and reply["expires_at"].endswith("Z")
+    await asyncio.sleep(1.5)  # the first token has expired by now
+    assert (await client.request({"type": "ping"}))["type"] == "pong"
+    await client.close()
+
+
+async def test_token_refresh_refusals_leave_the_connection_open():
+    alice = await db(make_user)()
+    bob = await db(make_user)()
+    client = await connect("/ws/chat", access_token(alice))
+    cases = [
+        ({"token": access_token(bob)}, "invalid_token"),  # someone else's token
+        ({"token": "garbage"}, "invalid_token"),
+        ({"token": refresh_token(alice)}, "invalid_token"),
+        ({"token": access_token(alice, lifetime=timedelta(seconds=-1))}, "token_expired"),
+        ({"token": ""}, "invalid_message"),
+        ({"token": 5}, "invalid_message"),
+        ({}, "invalid_message"),
+    ]
+    for fields, code in cases:
+        reply = await client.request({"type": "token_refresh", **fields})
+        assert (reply["type"], reply["code"]) == ("error", code), fields
+    assert (await client.request({"type": "ping"}))["type"] == "pong"
+    await client.close()
+
+
+async def test_token_refresh_needs_an_authenticated_connection():
+    user = await db(make_user)()
+    client = await connect("/ws/game")
+    reply = await client.request({"type": "token_refresh", "token": access_token(user)})
+    assert reply["code"] == "authentication_required"
+    await client.close()
+
+
+async def test_token_refresh_of_a_banned_user_closes_with_4403():
+    user = await db(make_user)()
+    client = await connect("/ws/chat", access_token(user))
+    from accounts.models import User
+
+    await db(User.objects.filter(pk=user.pk).update)(banned_until=timezone.now() + timedelta(minutes=5))
+    reply = await client.request({"type": "token_refresh", "token": access_token(user)})
+    assert reply["code"] == "banned"
+    assert await client.expect_close() == CloseCode.FORBIDDEN

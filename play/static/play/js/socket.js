@@ -101,9 +101,19 @@ export class Endpoint {
     this._setState("stopped", reason);
   }
 
-  // A new access token: reconnect with it now, while the old one is still valid, instead of
-  // waiting for the server to close the connection with 4401 when the old one expires.
+  // A new access token: hand it to the open connection (`token_refresh`), so it outlives the old
+  // one without a reconnect (which would, for instance, put the world player back at the spawn
+  // point). If that is refused, or the socket is not open, reconnect with the new token instead.
   renew() {
+    if (this.state === "stopped" || this.state === "idle") return;
+    if (this.state === "open") {
+      this.request({ type: "token_refresh", token: this.auth.access }).catch(() => this._reconnectNow());
+      return;
+    }
+    this._reconnectNow();
+  }
+
+  _reconnectNow() {
     if (this.state === "stopped" || this.state === "idle") return;
     clearTimeout(this._retryTimer);
     this._drop(Close.NORMAL, "token renewed");
