@@ -99,6 +99,14 @@ def host_allowed(scope: dict[str, Any]) -> bool:
     return bool(domain) and validate_host(domain, allowed)
 
 
+def token_user_id(token: str) -> str | None:
+    """The user a valid access token names (None if it is not one)."""
+    try:
+        return str(AccessToken(token).payload.get(jwt_settings.USER_ID_CLAIM))
+    except TokenError:
+        return None
+
+
 def _load_user(user_id: str) -> Any:
     User = get_user_model()
     found = list(User.objects.filter(pk=user_id)[:1])  # no ORDER BY, unlike .first()

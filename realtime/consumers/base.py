@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from realtime import groups, metrics
 from realtime.connection import Connection
-from realtime.middleware import AuthResult, authenticate
+from realtime.middleware import AuthResult, authenticate, token_user_id
 from realtime.outages import outages, service_of
 from realtime.protocol import (
     ClientFrame,
@@ -572,6 +572,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
     async def on_token_refresh(self, message: TokenRefreshIn, frame_id: Any) -> dict[str, Any] | None:
         """Swap in a new access token of the same user, so the connection outlives the old one."""
         result = await authenticate(message.token, None)
+        if result.error == ErrorCode.BANNED and token_user_id(message.token) != self.user_id:
+            # Someone else's token: whether its owner is banned is none of this caller's business.
+            raise ProtocolError(ErrorCode.INVALID_TOKEN, "The token belongs to another user.")
         if result.error == ErrorCode.BANNED:
             self.send_error(ErrorCode.BANNED, result.error_message, frame_id)
             self.schedule_close(CloseCode.FORBIDDEN)

@@ -49,37 +49,45 @@ world     established                   4403:banned  4401:token_expired
 
 # Every client message type, per endpoint, once connected.
 MATRIX = """
-row                           anonymous                user       member          outsider   moderator
-game.ping                     ok                       ok         ok              ok         ok
-game.pong                     silent                   silent     silent          silent     silent
-game.set_status               authentication_required  ok         ok              ok         ok
-chat.ping                     -                        ok         ok              ok         ok
-chat.pong                     -                        silent     silent          silent     silent
-chat.message_global           -                        ok         ok              ok         ok
-chat.message_guild            -                        forbidden  ok              ok         forbidden
-chat.message_party            -                        forbidden  ok              ok         forbidden
-chat.message_private          -                        ok         ok              ok         ok
-chat.typing_guild             -                        forbidden  ok              ok         forbidden
-chat.typing_party             -                        forbidden  ok              ok         forbidden
-chat.typing_private           -                        ok         ok              ok         ok
-chat.history_global           -                        ok         ok              ok         ok
-chat.history_guild            -                        forbidden  ok              ok         forbidden
-chat.history_party            -                        forbidden  ok              ok         forbidden
-chat.history_private          -                        ok         ok              ok         ok
-chat.moderation_mute          -                        forbidden  forbidden       forbidden  ok
-chat.moderation_delete        -                        forbidden  forbidden       forbidden  ok
-chat.moderation_kick          -                        forbidden  forbidden       forbidden  ok
-chat.moderation_ban           -                        forbidden  forbidden       forbidden  ok
-combat.ping                   -                        ok         ok              ok         ok
-combat.pong                   -                        silent     silent          silent     silent
-combat.state_request          -                        forbidden  ok              forbidden  forbidden
-combat.action                 -                        forbidden  ok              forbidden  forbidden
-combat.start                  -                        ok         invalid_action  ok         ok
-world.ping                    ok                       ok         ok              ok         ok
-world.pong                    silent                   silent     silent          silent     silent
-world.zone_change             ok                       ok         ok              ok         ok
-world.nearby                  ok                       ok         ok              ok         ok
-world.movement_naming_member  authentication_required  ok         ok              ok         ok
+row                           anonymous                user           member          outsider       moderator
+game.ping                     ok                       ok             ok              ok             ok
+game.pong                     silent                   silent         silent          silent         silent
+game.set_status               authentication_required  ok             ok              ok             ok
+game.token_refresh_own        authentication_required  ok             ok              ok             ok
+game.token_refresh_other      authentication_required  invalid_token  invalid_token   invalid_token  invalid_token
+chat.ping                     -                        ok             ok              ok             ok
+chat.pong                     -                        silent         silent          silent         silent
+chat.message_global           -                        ok             ok              ok             ok
+chat.message_guild            -                        forbidden      ok              ok             forbidden
+chat.message_party            -                        forbidden      ok              ok             forbidden
+chat.message_private          -                        ok             ok              ok             ok
+chat.typing_guild             -                        forbidden      ok              ok             forbidden
+chat.typing_party             -                        forbidden      ok              ok             forbidden
+chat.typing_private           -                        ok             ok              ok             ok
+chat.history_global           -                        ok             ok              ok             ok
+chat.history_guild            -                        forbidden      ok              ok             forbidden
+chat.history_party            -                        forbidden      ok              ok             forbidden
+chat.history_private          -                        ok             ok              ok             ok
+chat.moderation_mute          -                        forbidden      forbidden       forbidden      ok
+chat.moderation_delete        -                        forbidden      forbidden       forbidden      ok
+chat.moderation_kick          -                        forbidden      forbidden       forbidden      ok
+chat.moderation_ban           -                        forbidden      forbidden       forbidden      ok
+chat.token_refresh_own        -                        ok             ok              ok             ok
+chat.token_refresh_other      -                        invalid_token  invalid_token   invalid_token  invalid_token
+combat.ping                   -                        ok             ok              ok             ok
+combat.pong                   -                        silent         silent          silent         silent
+combat.state_request          -                        forbidden      ok              forbidden      forbidden
+combat.action                 -                        forbidden      ok              forbidden      forbidden
+combat.start                  -                        ok             invalid_action  ok             ok
+combat.token_refresh_own      -                        ok             ok              ok             ok
+combat.token_refresh_other    -                        invalid_token  invalid_token   invalid_token  invalid_token
+world.ping                    ok                       ok             ok              ok             ok
+world.pong                    silent                   silent         silent          silent         silent
+world.zone_change             ok                       ok             ok              ok             ok
+world.nearby                  ok                       ok             ok              ok             ok
+world.movement_naming_member  authentication_required  ok             ok              ok             ok
+world.token_refresh_own       authentication_required  ok             ok              ok             ok
+world.token_refresh_other     authentication_required  invalid_token  invalid_token   invalid_token  invalid_token
 """
 
 # HTTP routes. JWT callers send `Authorization: Bearer`; the admin uses a session.
@@ -198,6 +206,9 @@ def frames(ctx: dict[str, Any]) -> dict[str, dict[str, Any]]:
         # Nobody may act in someone else's fight; the member acts in its own (defend: always valid).
         "action": {"type": "combat_action", "combat_session_id": session, "action": "defend"},
         "start": {"type": "combat_start", "monsters": ["goblin"]},
+        # A fresh token of your own keeps the connection; someone else's is refused.
+        "token_refresh_own": {"type": "token_refresh", "token": "{own_token}"},
+        "token_refresh_other": {"type": "token_refresh", "token": ctx["tokens"]["victim"]},
         "zone_change": {"type": "zone_change", "zone": "dark_forest"},
         "nearby": {"type": "nearby_players_request"},
         # Naming the member's player: `user_id` is not a field of the frame; only your own moves.
@@ -215,10 +226,13 @@ SECRETS = ("g1 secret", "p1 secret", "dm secret")
 SPOTS = {"anonymous": 101, "user": 102, "member": 110, "outsider": 104, "moderator": 105}
 
 
-def fill(value: Any, role: str) -> Any:
-    """Per-caller values: `{role}` in texts, `{x}` for the caller's own spot in the world."""
+def fill(value: Any, role: str, ctx: dict[str, Any]) -> Any:
+    """Per-caller values: `{role}` in texts, `{x}` for the caller's own spot in the world,
+    `{own_token}` for a fresh access token of the caller."""
     if value == "{x}":
         return SPOTS[role]
+    if value == "{own_token}":
+        return access_token(ctx["users"][role]) if role != "anonymous" else "none"
     return value.format(role=role) if isinstance(value, str) else value
 
 
@@ -275,7 +289,7 @@ async def test_every_message_type_for_every_kind_of_caller(relaxed):
             if expected == "-":
                 assert client is None, f"{row}: {role} should not be connected"
                 continue
-            frame = {key: fill(value, role) for key, value in messages[name].items()}
+            frame = {key: fill(value, role, ctx) for key, value in messages[name].items()}
             if expected == "silent":  # answers nothing: a ping right after gets the next reply
                 await client.send({**frame, "id": f"{row}:{role}"})
                 reply = await client.request({"type": "ping", "id": f"after:{row}:{role}"})

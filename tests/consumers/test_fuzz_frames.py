@@ -34,6 +34,7 @@ MAX_BYTES = 2048  # WEBSOCKET_MAX_MESSAGE_BYTES in these tests, so oversized fra
 EXAMPLES = 200
 
 DOCUMENTED_CODES = {code.value for code in ErrorCode} - {"internal_error"}  # internal_error is a bug
+COMMON_TYPES = {"token_refreshed"}  # every endpoint's reply to token_refresh
 SERVER_TYPES = {
     "game": {"ack", "pong", "ping", "player_status", "achievement", "system_announcement", "game_state"},
     "chat": {"ack", "pong", "ping", "chat_message", "typing", "history", "moderation_event", "moderation_notice"},
@@ -124,7 +125,12 @@ class World:
 
 def templates(endpoint: str, world: World) -> list[dict[str, Any]]:
     other, victim = world.ids["other"], world.ids["victim"]
-    common = [{"type": "ping"}, {"type": "pong"}]
+    common = [
+        {"type": "ping"},
+        {"type": "pong"},
+        {"type": "token_refresh", "token": world.tokens["member"]},
+        {"type": "token_refresh", "token": world.tokens["victim"]},
+    ]
     return (
         common
         + {
@@ -255,7 +261,7 @@ def check_reply(endpoint: str, frame: Any, sent_id: Any) -> None:
     if "timestamp" in frame:
         assert ISO.match(frame["timestamp"]), frame
     if frame["type"] != "error":
-        assert frame["type"] in SERVER_TYPES[endpoint], frame
+        assert frame["type"] in SERVER_TYPES[endpoint] | COMMON_TYPES, frame
         return
     assert frame["code"] in DOCUMENTED_CODES, frame
     assert isinstance(frame["message"], str) and frame["message"], frame

@@ -210,3 +210,21 @@ async def test_connections_per_user_are_capped(settings):
     again = await connect("/ws/combat", token)  # a slot is free again
     for client in [*opened[1:], again]:
         await client.close()
+
+
+# --- token_refresh ------------------------------------------------------------------------------
+
+
+async def test_token_refresh_with_a_banned_strangers_token_is_just_invalid():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    me = await db(make_user)()
+    stranger = await db(make_user)(banned_until=timezone.now() + timedelta(days=1))
+    client = await connect("/ws/chat", access_token(me))
+    reply = await client.request({"type": "token_refresh", "token": access_token(stranger)})
+    # Not "banned", and the caller stays connected: the stranger's state is not the caller's.
+    assert (reply["code"], reply["message"]) == ("invalid_token", "The token belongs to another user.")
+    assert (await client.request({"type": "ping"}))["type"] == "pong"
+    await client.close()
