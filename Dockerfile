@@ -31,5 +31,9 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 
 # --proxy-headers: the client address comes from X-Forwarded-For set by the proxy (per-address
 # caps, logs). --websocket_timeout -1: no forced close after 24 h; the application's own
-# heartbeat (WEBSOCKET_CONNECTION_TIMEOUT) closes dead connections.
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", "--websocket_timeout", "-1", "rpgrealtime.asgi:application"]
+# heartbeat (WEBSOCKET_CONNECTION_TIMEOUT) closes dead connections. --websocket-max-*-size: a
+# frame or message over 1 MiB is refused by the transport (close 1009) before it is buffered
+# whole; the application's own limit (WEBSOCKET_MAX_MESSAGE_BYTES, 64 KiB) answers below that.
+CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", "--websocket_timeout", "-1", \
+     "--websocket-max-message-size", "1048576", "--websocket-max-frame-size", "1048576", \
+     "rpgrealtime.asgi:application"]

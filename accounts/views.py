@@ -9,12 +9,12 @@ from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import services
 from accounts.serializers import NameSerializer, RegisterSerializer, group_summary, me
+from accounts.throttling import ResilientScopedRateThrottle
 
 User = get_user_model()
 
@@ -22,7 +22,7 @@ User = get_user_model()
 class RegisterView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []  # no session, so no CSRF needed for a JSON sign-up
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ResilientScopedRateThrottle]
     throttle_scope = "auth_register"
 
     def post(self, request: Request) -> Response:
@@ -42,13 +42,13 @@ class RegisterView(APIView):
 
 class TokenView(TokenObtainPairView):
     authentication_classes: list = []
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ResilientScopedRateThrottle]
     throttle_scope = "auth_token"
 
 
 class RefreshView(TokenRefreshView):
     authentication_classes: list = []
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ResilientScopedRateThrottle]
     throttle_scope = "auth_token"
 
 

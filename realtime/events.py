@@ -12,6 +12,7 @@ sends nothing. An event is encoded to JSON exactly once here; instances never re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -23,9 +24,19 @@ from django.db import transaction
 
 from realtime import groups, metrics
 from realtime.hub import CONTROL, EVENT
+from realtime.outages import layer_service, outages
 from realtime.protocol import encode, endpoints_for, now_iso
 
 logger = logging.getLogger(__name__)
+
+# A PUBLISH takes about a millisecond; two seconds means Redis hangs (frozen, or a network
+# partition without resets) or the instance is overloaded. Past it the broadcast is delivered
+# to this instance's members at once (see `_group_send`).
+LAYER_SEND_TIMEOUT = 2.0
+# Sends still running after LAYER_SEND_TIMEOUT, let finish in the background; bounded, so a
+# Redis that hangs before the watchdog notices cannot pile up messages without end.
+MAX_OUTLIVING = 1000
+_outliving: set[asyncio.Future] = set()
 
 
 class PublishError(ValueError):
@@ -44,20 +55,41 @@ def _stamped(event: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _group_send(group: str, message: dict[str, Any]) -> bool:
-    """Hand a message to the channel layer; if the layer is down, still reach local members."""
-    layer = get_channel_layer()
-    try:
-        await layer.group_send(group, message)
-        return True
-    except Exception as exc:
-        metrics.BROADCAST_FAILURES.inc()
-        logger.warning("channel layer refused a broadcast to %s (%s); delivering locally only", group, exc)
-        from realtime.runtime import current_runtime
+    """Hand a message to the channel layer; if the layer fails or is slow, still reach local members.
 
-        runtime = current_runtime()
-        if runtime is not None:
-            runtime.hub.dispatch(message)
-        return False
+    The wait is bounded: a PUBLISH to a frozen Redis never returns, and every later broadcast of
+    the process queues behind it (channels-redis sends one at a time). Past the bound the
+    message is delivered to this instance's members at once. The send itself goes on in the
+    background unless Redis is known to be down: a PUBLISH that is only queued (an overloaded
+    instance) then reaches the other instances late rather than never, and the hub drops the
+    copy that comes back to this instance.
+    """
+    send = asyncio.ensure_future(get_channel_layer().group_send(group, message))
+    try:
+        await asyncio.wait_for(asyncio.shield(send), LAYER_SEND_TIMEOUT)
+        return True
+    except TimeoutError:
+        if outages.down(layer_service()) or len(_outliving) >= MAX_OUTLIVING:
+            send.cancel()  # lost for the other instances: live broadcasts are at most once
+        else:
+            _outliving.add(send)
+            send.add_done_callback(_outlived)
+        logger.debug("broadcast to %s not confirmed in time; delivered locally", group)
+    except Exception as exc:
+        outages.failed(layer_service(), exc)
+    metrics.BROADCAST_FAILURES.inc()
+    from realtime.runtime import current_runtime
+
+    runtime = current_runtime()
+    if runtime is not None:
+        runtime.hub.dispatch_fallback(message)
+    return False
+
+
+def _outlived(send: asyncio.Future) -> None:
+    _outliving.discard(send)
+    if not send.cancelled() and send.exception() is not None:
+        outages.failed(layer_service(), send.exception())
 
 
 async def broadcast_to_channel(

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def install_features(runtime: Runtime) -> None:
-    from realtime.services import combat, moderation, operations, presence, world
+    from realtime.services import combat, moderation, operations, presence, recovery, world
 
     hub = runtime.hub
     # Instructions sent with events.send_control(...) reach these, per local connection.
@@ -25,3 +25,4 @@ def install_features(runtime: Runtime) -> None:
     combat.install(runtime)
     operations.install(runtime)
     world.install(runtime)
+    recovery.install(runtime)

@@ -18,7 +18,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from realtime.outages import DATABASE, REDIS, outages, service_of
 from realtime.protocol import CloseCode, ErrorCode, encode, now_iso
+from realtime.registry import DEAD_AFTER_INTERVALS
 from realtime.transport import OutboundFrame
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ class Housekeeping:
         self._last_run: dict[str, float] = {}
         self._running: dict[str, asyncio.Task] = {}
         self._last_ping = time.monotonic()
+        self._registry_ok_since: float | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="housekeeping")
@@ -62,7 +65,7 @@ class Housekeeping:
             await asyncio.sleep(self._tick())
             try:
                 self.heartbeat()
-                self._maybe("flush", settings.WEBSOCKET_REGISTRY_FLUSH_INTERVAL, self.runtime.registry.flush)
+                self._maybe("flush", settings.WEBSOCKET_REGISTRY_FLUSH_INTERVAL, self.flush)
                 self._maybe("cleanup", settings.WEBSOCKET_CLEANUP_INTERVAL, self.cleanup)
                 self._maybe("revalidate", settings.WEBSOCKET_TOKEN_REVALIDATE_INTERVAL, self.revalidate)
                 for name, interval, job in self.runtime.jobs:
@@ -89,7 +92,11 @@ class Housekeeping:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            logger.warning("housekeeping job %s failed: %s", name, exc)
+            service = service_of(exc)
+            if service is None:
+                logger.warning("housekeeping job %s failed: %s", name, exc)
+            elif not outages.failed(service, exc):
+                logger.debug("housekeeping job %s failed: %s", name, exc)
 
     # --- jobs ----------------------------------------------------------------------------------
 
@@ -115,15 +122,34 @@ class Housekeeping:
             elif send_ping and not conn.deliver(frame):
                 conn.consumer.schedule_slow_consumer_close()
 
+    async def flush(self) -> None:
+        registry = self.runtime.registry
+        if registry.pending_changes:
+            await registry.flush()
+            outages.succeeded(DATABASE)  # a write went through
+
     async def cleanup(self) -> None:
         runtime = self.runtime
         hub = runtime.hub
-        await runtime.registry.refresh(draining=hub.draining)
-        authenticated = {c.id: (c.user_id, c.endpoint) for c in hub.connections.values() if c.user_id}
+        # Presence lives in Redis, the registry in the database: one failing must not stop the other.
+        await presence_reconcile(runtime)
         try:
-            await runtime.state.refresh_instance(runtime.instance_id, authenticated)
+            await runtime.registry.refresh(draining=hub.draining)
         except Exception as exc:
-            logger.warning("could not refresh presence: %s", exc)
+            self._registry_ok_since = None
+            if service_of(exc) is None:
+                raise
+            outages.failed(DATABASE, exc)
+            return
+        outages.succeeded(DATABASE)
+        now = time.monotonic()
+        if self._registry_ok_since is None:
+            self._registry_ok_since = now
+        # Judge others only after refreshing our own row for as long as it takes to call an
+        # instance dead: after a database outage every row is old, and the first instance
+        # back would otherwise declare all the others dead (and announce their players gone).
+        if now - self._registry_ok_since < settings.WEBSOCKET_CLEANUP_INTERVAL * DEAD_AFTER_INTERVALS:
+            return
         for instance_id in await runtime.registry.dead_instances(settings.WEBSOCKET_CLEANUP_INTERVAL):
             logger.warning("instance %s stopped refreshing; removing its records", instance_id)
             await forget_instance(runtime, instance_id)
@@ -160,21 +186,64 @@ def _user_states(user_ids: list[str]) -> dict[str, tuple[bool, Any]]:
     }
 
 
-async def forget_instance(runtime: Runtime, instance_id: str) -> None:
-    """Remove a (dead or draining) instance: presence, feature state, then registry rows."""
+async def presence_reconcile(runtime: Runtime) -> None:
+    """Make this instance's presence in the shared state match the connections it holds.
+
+    Re-asserts every open connection (Redis may have restarted empty), removes entries of
+    connections that closed while Redis failed and strays found by the previous run (two runs
+    in a row, so a connection that opened just after the snapshot is never removed), and
+    announces `offline` for users left with no connection and `online` for users whose
+    connection opened during the outage. Entries of closes Redis never saw are removed only
+    after one successful run, so every instance has re-asserted its own connections first
+    (otherwise a user connected elsewhere would be announced offline after an empty restart).
+    """
+    hub = runtime.hub
+    if hub.draining:
+        return
+    async with runtime.presence_lock:
+        live = {c.id: (c.user_id, c.endpoint) for c in hub.connections.values() if c.user_id}
+        gone = {conn_id: user_id for conn_id, user_id in runtime.presence_strays.items() if conn_id not in live}
+        closes = dict(runtime.unconfirmed_closes) if runtime.presence_confirmed else {}
+        gone.update(closes)
+        try:
+            result = await runtime.state.refresh_instance(runtime.instance_id, live, gone=gone)
+        except Exception as exc:
+            runtime.presence_confirmed = False
+            outages.failed(REDIS, exc)
+            return
+        runtime.presence_confirmed = True
+        runtime.presence_strays = result.strays
+        for conn_id in closes:
+            runtime.unconfirmed_closes.pop(conn_id, None)
+        opened = [hub.connections[c] for c in runtime.unconfirmed_opens if c in hub.connections]
+        runtime.unconfirmed_opens.clear()
+    online = list(dict.fromkeys(conn.user_id for conn in opened if conn.user_id not in result.offline))
+    if result.offline or online:
+        logger.info("presence reconciled: %d users offline, %d online", len(result.offline), len(online))
+        await announce_statuses(result.offline, "offline")
+        await announce_statuses(online, "online")
+
+
+async def announce_statuses(user_ids: list[str], status: str) -> None:
     from realtime.services import presence
 
+    if not user_ids:
+        return
+    users = await database_sync_to_async(_users_for_status)(user_ids)
+    for user_id, username, guild_id, party_id in users:
+        await presence.announce_status(
+            user_id=user_id, username=username, status=status, guild_id=guild_id, party_id=party_id
+        )
+
+
+async def forget_instance(runtime: Runtime, instance_id: str) -> None:
+    """Remove a (dead or draining) instance: presence, feature state, then registry rows."""
     try:
         offline = await runtime.state.purge_instance(instance_id)
     except Exception as exc:
         logger.warning("could not purge presence of %s: %s", instance_id, exc)
         offline = []
-    if offline:
-        users = await database_sync_to_async(_users_for_status)(offline)
-        for user_id, username, guild_id, party_id in users:
-            await presence.announce_status(
-                user_id=user_id, username=username, status="offline", guild_id=guild_id, party_id=party_id
-            )
+    await announce_statuses(offline, "offline")
     for hook in runtime.instance_dead_hooks:
         try:
             await hook(instance_id)

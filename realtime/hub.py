@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -32,6 +33,10 @@ PROBE = "rt.probe"
 # (Redis unreachable): it then still gets local deliveries while the subscription is retried.
 JOIN_WAIT_SECONDS = 5.0
 
+# Messages delivered locally because the layer failed, remembered to drop a late copy (see
+# `Hub.dispatch_fallback`): the last few thousand are plenty for an outage of minutes.
+FALLBACK_MEMORY = 10_000
+
 # A filter decides, per receiving connection, which of a broadcast's frames it gets (or none).
 BroadcastFilter = Callable[[Connection, Any], "str | None"]
 
@@ -46,6 +51,11 @@ def _near_filter(conn: Connection, args: Any) -> str | None:
         return None
     dx, dy = view[1] - x, view[2] - y
     return "text" if dx * dx + dy * dy <= radius * radius else None
+
+
+def _message_key(message: dict[str, Any]) -> tuple:
+    """Identifies a published message: controls carry an id, events their group and send time."""
+    return (message.get("type"), message.get("group"), message.get("id"), message.get("sent_at"))
 
 
 class _Subscriptions:
@@ -135,6 +145,7 @@ class Hub:
         self._filters: dict[str, BroadcastFilter] = {"near": _near_filter}
         self._control_handlers: dict[str, Callable[[Connection, dict], Any]] = {}
         self._probes: dict[str, asyncio.Future] = {}
+        self._fallbacks: dict[tuple, None] = {}  # keys of messages delivered locally, oldest first
         self.draining = False
         self.delivered = 0  # frames handed to sockets by broadcasts, for the benchmarks
 
@@ -272,10 +283,31 @@ class Hub:
                 logger.exception("hub receive failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
+            if self._fallbacks and self._fallback_copy(message):
+                continue
             try:
                 self.dispatch(message)
             except Exception:
                 logger.exception("hub could not deliver a %s message", message.get("type"))
+
+    def dispatch_fallback(self, message: dict[str, Any]) -> None:
+        """Deliver a message the layer refused or did not confirm to this instance's members.
+
+        A PUBLISH that timed out against a frozen Redis still runs when Redis resumes; its copy
+        arriving through the subscription is then dropped, so local members get it once.
+        """
+        if len(self._fallbacks) >= FALLBACK_MEMORY:
+            for key in list(itertools.islice(self._fallbacks, FALLBACK_MEMORY // 2)):
+                del self._fallbacks[key]
+        self._fallbacks[_message_key(message)] = None
+        self.dispatch(message)
+
+    def _fallback_copy(self, message: dict[str, Any]) -> bool:
+        key = _message_key(message)
+        if key in self._fallbacks:
+            del self._fallbacks[key]
+            return True
+        return False
 
     def dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")

@@ -20,11 +20,14 @@ from channels.middleware import BaseMiddleware
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
+from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
+from realtime.outages import DATABASE, outages
 from realtime.protocol import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -82,6 +85,28 @@ def origin_allowed(scope: dict[str, Any]) -> bool:
     return origin is None or origin.rstrip("/") in {o.rstrip("/") for o in allowed}
 
 
+def host_allowed(scope: dict[str, Any]) -> bool:
+    """The handshake's Host must be one of ALLOWED_HOSTS, as Django requires of every HTTP
+    request (DNS rebinding: a hostile page whose name resolves to us still sends its own Host).
+    A request without a Host header cannot come from a browser and passes."""
+    host = _header(scope, b"host")
+    if host is None:
+        return True
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # what Django allows in this case
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, allowed)
+
+
+def token_user_id(token: str) -> str | None:
+    """The user a valid access token names (None if it is not one)."""
+    try:
+        return str(AccessToken(token).payload.get(jwt_settings.USER_ID_CLAIM))
+    except TokenError:
+        return None
+
+
 def _load_user(user_id: str) -> Any:
     User = get_user_model()
     found = list(User.objects.filter(pk=user_id)[:1])  # no ORDER BY, unlike .first()
@@ -104,6 +129,13 @@ async def authenticate(token: str | None, subprotocol: str | None) -> AuthResult
         user = await database_sync_to_async(_load_user)(user_id) if user_id else None
     except (ValueError, TypeError, ValidationError):  # a signed token with a malformed id
         user = None
+    except DatabaseError as exc:  # the token may be fine: say "try again", not "invalid"
+        outages.failed(DATABASE, exc)
+        return AuthResult(
+            error=ErrorCode.UNAVAILABLE,
+            error_message="A backing service is unavailable; try again shortly.",
+            subprotocol=subprotocol,
+        )
     if user is None or not user.is_active:
         return AuthResult(
             error=ErrorCode.INVALID_TOKEN, error_message="Unknown or inactive user.", subprotocol=subprotocol
@@ -117,11 +149,11 @@ class JWTAuthMiddleware(BaseMiddleware):
     async def __call__(self, scope, receive, send):
         if scope["type"] != "websocket":
             return await self.inner(scope, receive, send)
-        if not origin_allowed(scope):
+        if not origin_allowed(scope) or not host_allowed(scope):
             # Refuse the handshake itself: the server answers HTTP 403.
             await receive()  # the websocket.connect event
             await send({"type": "websocket.close"})
-            logger.info("refused WebSocket handshake from a disallowed origin")
+            logger.info("refused WebSocket handshake from a disallowed origin or host")
             return None
         token, subprotocol = extract_token(scope)
         scope = dict(scope, auth=await authenticate(token, subprotocol))

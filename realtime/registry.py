@@ -81,7 +81,8 @@ class Registry:
         try:
             recreated = await database_sync_to_async(self._write)(records, closed)
         except Exception:
-            logger.warning("registry flush failed; keeping %d changes for the next one", len(records) + len(closed))
+            # The caller reports the outage (once); see realtime/outages.py.
+            logger.debug("registry flush failed; keeping %d changes for the next one", len(records) + len(closed))
             for conn_id, conn in opened.items():
                 if conn_id not in self._closed:
                     self._opened.setdefault(conn_id, conn)

@@ -42,6 +42,13 @@ class Runtime:
         self._instance_dead_hooks: list[Callable[[str], Awaitable[Any]]] = []
         self._housekeeping: Any = None
         self.drained = False
+        # Presence changes the shared state did not confirm (Redis failed): housekeeping
+        # reconciles them once it answers again (`housekeeping.presence_reconcile`).
+        self.unconfirmed_opens: set[str] = set()  # connection ids; `online` may be unannounced
+        self.unconfirmed_closes: dict[str, str] = {}  # connection id -> user id; entry may remain
+        self.presence_strays: dict[str, str] = {}  # entries found for connections we do not hold
+        self.presence_confirmed = False  # the last reconciliation succeeded
+        self.presence_lock = asyncio.Lock()
 
     # --- extension points used by the feature services ---------------------------------------
 

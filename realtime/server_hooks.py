@@ -43,7 +43,27 @@ def install_daphne_hooks() -> bool:
 
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", drain)
+    _redact_access_log()
     return True
+
+
+def _redact_access_log() -> None:
+    """daphne writes its access log itself, not through `logging`, so the redacting log filter
+    never sees it; HTTP lines include the query string (WebSocket lines do not). A client that
+    puts `?token=` on an HTTP route must not leave its token in the log."""
+    from daphne.access import AccessLogGenerator
+
+    from rpgrealtime.logging import redact
+
+    original = AccessLogGenerator.write_entry
+    if getattr(original, "redacts", False):
+        return
+
+    def write_entry(self, host, date, request, *args, **kwargs):
+        return original(self, host, date, redact(request), *args, **kwargs)
+
+    write_entry.redacts = True  # type: ignore[attr-defined]
+    AccessLogGenerator.write_entry = write_entry
 
 
 class LifespanApp:

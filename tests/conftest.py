@@ -9,6 +9,7 @@ from channels.layers import channel_layers
 from django.test import TransactionTestCase
 
 from realtime import runtime as runtime_module
+from realtime.outages import outages
 
 
 def _flush_retrying_deadlocks(original):
@@ -38,6 +39,7 @@ async def fresh_runtime():
     channel_layers.backends = {}
     runtime_module._runtimes.clear()
     runtime_module._states.clear()
+    outages.reset()
     yield
     await runtime_module.reset_for_tests()
     channel_layers.backends = {}

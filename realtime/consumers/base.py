@@ -36,7 +36,8 @@ from pydantic import ValidationError
 
 from realtime import groups, metrics
 from realtime.connection import Connection
-from realtime.middleware import AuthResult, authenticate
+from realtime.middleware import AuthResult, authenticate, token_user_id
+from realtime.outages import outages, service_of
 from realtime.protocol import (
     ClientFrame,
     CloseCode,
@@ -177,7 +178,10 @@ class BaseConsumer(AsyncWebsocketConsumer):
             return
         if auth.error is not None:
             metrics.AUTH_FAILURES.labels(self.endpoint, auth.error).inc()
-            close_code = CloseCode.FORBIDDEN if auth.error == ErrorCode.BANNED else CloseCode.UNAUTHORIZED
+            close_code = {
+                ErrorCode.BANNED: CloseCode.FORBIDDEN,
+                ErrorCode.UNAVAILABLE: CloseCode.UNAVAILABLE,
+            }.get(auth.error, CloseCode.UNAUTHORIZED)
             await self._refuse(close_code, auth.error, auth.error_message, subprotocol)
             return
         if auth.user is None and self.requires_auth:
@@ -292,7 +296,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
             self.send_error(ErrorCode.INVALID_MESSAGE, "Binary frames are not supported; send JSON text.")
             return
         limit = settings.WEBSOCKET_MAX_MESSAGE_BYTES
-        if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+        # surrogatepass: a lone surrogate (impossible from a real server, which checks UTF-8,
+        # but not from every ASGI caller) must be refused as invalid JSON below, not crash here.
+        if len(text) > limit or (len(text) * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit):
             metrics.frame_in(self.endpoint, "oversized")
             self.send_error(ErrorCode.MESSAGE_TOO_LARGE, f"Frames are limited to {limit} bytes.")
             return
@@ -352,8 +358,12 @@ class BaseConsumer(AsyncWebsocketConsumer):
         except ProtocolError as exc:
             self.send_error(exc.code, exc.message, frame_id, exc.details)
             return
-        except UNAVAILABLE_ERRORS:
-            logger.warning("backing service failed in %s/%s", self.endpoint, handler.message_type, exc_info=True)
+        except UNAVAILABLE_ERRORS as exc:
+            service = service_of(exc)
+            if service is None:
+                logger.warning("backing service failed in %s/%s", self.endpoint, handler.message_type, exc_info=True)
+            else:  # an outage: logged once, not once per frame (realtime/outages.py)
+                outages.failed(service, exc)
             self.send_error(ErrorCode.UNAVAILABLE, "A backing service is unavailable; try again shortly.", frame_id)
             return
         except Exception:
@@ -455,8 +465,12 @@ class BaseConsumer(AsyncWebsocketConsumer):
     async def _guard(self, awaitable: Awaitable[Any], what: str) -> Any:
         try:
             return await awaitable
-        except Exception:
-            logger.exception("%s failed on %s", what, self.conn.id if self.conn else "?")
+        except Exception as exc:
+            service = service_of(exc)
+            if service is None:
+                logger.exception("%s failed on %s", what, self.conn.id if self.conn else "?")
+            else:
+                outages.failed(service, exc)
             return None
 
     # --- offline delivery (PROTOCOL §9) ----------------------------------------------------
@@ -558,6 +572,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
     async def on_token_refresh(self, message: TokenRefreshIn, frame_id: Any) -> dict[str, Any] | None:
         """Swap in a new access token of the same user, so the connection outlives the old one."""
         result = await authenticate(message.token, None)
+        if result.error == ErrorCode.BANNED and token_user_id(message.token) != self.user_id:
+            # Someone else's token: whether its owner is banned is none of this caller's business.
+            raise ProtocolError(ErrorCode.INVALID_TOKEN, "The token belongs to another user.")
         if result.error == ErrorCode.BANNED:
             self.send_error(ErrorCode.BANNED, result.error_message, frame_id)
             self.schedule_close(CloseCode.FORBIDDEN)

@@ -46,6 +46,9 @@ class CloseCode(enum.IntEnum):
     HEARTBEAT_TIMEOUT = 4408  # silent for longer than WEBSOCKET_CONNECTION_TIMEOUT
     SLOW_CONSUMER = 4413  # the client stopped reading; too much unsent data piled up
     RATE_LIMIT_ABUSE = 4429  # kept sending past the rate limit, or over a connection cap
+    # A backing service failed while connecting (error `unavailable`): retry with backoff.
+    # (1013 "try again later" would say the same, but servers may only send 1000 or 3000-4999.)
+    UNAVAILABLE = 4503
 
 
 class ProtocolError(Exception):

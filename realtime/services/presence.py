@@ -11,6 +11,7 @@ from typing import Any
 
 from realtime import groups
 from realtime.events import broadcast_to_channel, build_event
+from realtime.outages import REDIS, outages
 from realtime.store import PresenceChange
 
 logger = logging.getLogger(__name__)
@@ -25,13 +26,26 @@ def _state():
     return get_shared_state()
 
 
+def _runtime():
+    from realtime.runtime import current_runtime
+
+    return current_runtime()
+
+
 async def user_reachable(user_id: str, endpoints: frozenset[str] | None) -> bool:
-    """Does the user have an open connection on an endpoint that carries such events?"""
+    """Does the user have an open connection on an endpoint that carries such events?
+
+    When the shared state fails, this instance's own connections answer: a user connected here
+    still gets the event live (the broadcast falls back to local delivery); anyone else gets it
+    stored, and their instance hands it over when Redis is back (`services/recovery.py`).
+    """
     try:
         counts = await _state().user_endpoints(str(user_id))
-    except Exception:
-        logger.warning("presence lookup failed for %s; treating the user as offline", user_id)
-        return False
+    except Exception as exc:
+        outages.failed(REDIS, exc)
+        runtime = _runtime()
+        local = runtime.hub.user_connections(str(user_id)) if runtime is not None else ()
+        return any(not conn.closing and (endpoints is None or conn.endpoint in endpoints) for conn in local)
     if endpoints is None:
         return bool(counts)
     return any(counts.get(endpoint) for endpoint in endpoints)
@@ -40,20 +54,29 @@ async def user_reachable(user_id: str, endpoints: frozenset[str] | None) -> bool
 async def connection_opened(
     *, user_id: str, connection_id: str, endpoint: str, instance_id: str
 ) -> PresenceChange | None:
+    """Record an opened connection; None when the shared state failed (reconciled later)."""
     try:
         return await _state().connection_opened(
             user_id=user_id, connection_id=connection_id, endpoint=endpoint, instance_id=instance_id
         )
-    except Exception:
-        logger.warning("presence unavailable; %s opened without presence tracking", connection_id)
+    except Exception as exc:
+        outages.failed(REDIS, exc)
+        runtime = _runtime()
+        if runtime is not None:
+            runtime.unconfirmed_opens.add(connection_id)
         return None
 
 
 async def connection_closed(*, user_id: str, connection_id: str, instance_id: str) -> PresenceChange | None:
+    """Record a closed connection; None when the shared state failed (reconciled later)."""
     try:
         return await _state().connection_closed(user_id=user_id, connection_id=connection_id, instance_id=instance_id)
-    except Exception:
-        logger.warning("presence unavailable; %s closed without presence tracking", connection_id)
+    except Exception as exc:
+        outages.failed(REDIS, exc)
+        runtime = _runtime()
+        if runtime is not None:
+            runtime.unconfirmed_opens.discard(connection_id)
+            runtime.unconfirmed_closes[connection_id] = str(user_id)
         return None
 
 

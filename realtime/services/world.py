@@ -447,6 +447,37 @@ async def _reclaim(runtime: Runtime, conn: Connection, view: View) -> None:
         )
 
 
+async def players_reassert(runtime: Runtime) -> int:
+    """Put back the positions of this instance's players that vanished from the shared state
+    (Redis restarted empty, or the cluster took this instance for dead); returns how many.
+
+    One read per run while nothing is missing. A player whose position exists elsewhere was
+    taken over by another connection of the user: left alone.
+    """
+    players = {
+        conn.user_id: conn
+        for conn in runtime.hub.connections.values()
+        if conn.endpoint == "world" and conn.user_id and not conn.closing and conn.view and conn.view.player
+    }
+    if not players:
+        return 0
+    held = await runtime.state.positions_held(runtime.instance_id)
+    restored = 0
+    for user_id, conn in players.items():
+        if user_id in held or await runtime.state.position_get(user_id) is not None:
+            continue
+        view = conn.view
+        if conn.closing or view is None or not view.player:  # changed while we waited
+            continue
+        await _reclaim(runtime, conn, view)
+        restored += 1
+        if conn.view is None:  # the connection closed meanwhile: do not leave the position behind
+            await runtime.state.position_remove(user_id, connection_id=conn.id)
+    if restored:
+        logger.info("re-asserted %d world positions", restored)
+    return restored
+
+
 async def nearby_players(*, runtime: Runtime, conn: Connection) -> tuple[str | None, list[Position]]:
     """The players within the radius of what the connection watches (none before a zone_change)."""
     view = conn.view
@@ -517,3 +548,4 @@ def install(runtime: Runtime) -> None:
     runtime.hub.register_control(ZONES_CHANGED, _on_zones_changed)
     runtime.every("world-zones", lambda: settings.WORLD_ZONE_REFRESH_INTERVAL, zones_refresh)
     runtime.on_instance_dead(lambda instance_id: instance_positions_purge(runtime, instance_id))
+    runtime.every("world-positions", lambda: settings.WEBSOCKET_CLEANUP_INTERVAL, lambda: players_reassert(runtime))

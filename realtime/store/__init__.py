@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,20 @@ class PresenceChange:
     @property
     def last(self) -> bool:
         return self.connections == 0
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceRefresh:
+    """What `refresh_instance` found and did.
+
+    `offline`: users left with no connection anywhere after the `gone` connections were removed.
+    `strays`: {connection id: user id} of entries this instance holds for connections that were
+    not in the refresh; they are left in place (a connection may have opened a moment after the
+    caller's snapshot), and the caller passes them as `gone` next time if they are still closed.
+    """
+
+    offline: tuple[str, ...] = ()
+    strays: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +93,19 @@ class SharedState(abc.ABC):
         """Forget a dead instance's connections; returns the users left with none."""
 
     @abc.abstractmethod
-    async def refresh_instance(self, instance_id: str, connections: dict[str, tuple[str, str]]) -> None:
-        """Re-assert this instance's connections ({connection_id: (user_id, endpoint)}),
-        e.g. after Redis restarted empty."""
+    async def refresh_instance(
+        self,
+        instance_id: str,
+        connections: dict[str, tuple[str, str]],
+        *,
+        gone: dict[str, str] | None = None,
+    ) -> PresenceRefresh:
+        """Reconcile this instance's presence with what it really holds, in one atomic step.
+
+        Re-asserts `connections` ({connection_id: (user_id, endpoint)}), e.g. after Redis
+        restarted empty; removes the `gone` connections ({connection_id: user_id}: closed while
+        Redis failed, or strays of an earlier refresh) and reports the users that left with no
+        connection, also when their entry had already vanished; reports the strays it finds."""
 
     @abc.abstractmethod
     async def presence_instances(self) -> dict[str, int]:
@@ -143,6 +167,10 @@ class SharedState(abc.ABC):
     async def positions_near(
         self, zone: str, x: float, y: float, radius: float, cell_size: float
     ) -> list[Position]: ...
+
+    @abc.abstractmethod
+    async def positions_held(self, instance_id: str) -> set[str]:
+        """Users whose position an instance holds (to re-assert them after Redis lost them)."""
 
     @abc.abstractmethod
     async def purge_instance_positions(self, instance_id: str) -> list[Position]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from realtime.groups import cell_of
-from realtime.store import MoveOutcome, MoveStatus, Position, PresenceChange, SharedState
+from realtime.store import MoveOutcome, MoveStatus, Position, PresenceChange, PresenceRefresh, SharedState
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +74,25 @@ class MemorySharedState(SharedState):
                 offline.append(user_id)
         return offline
 
-    async def refresh_instance(self, instance_id, connections) -> None:
+    async def refresh_instance(self, instance_id, connections, *, gone=None) -> PresenceRefresh:
+        held = self._instance_conns.setdefault(instance_id, {})
         for connection_id, (user_id, endpoint) in connections.items():
             self._presence.setdefault(user_id, {})[connection_id] = (instance_id, endpoint)
-            self._instance_conns.setdefault(instance_id, {})[connection_id] = user_id
+            held[connection_id] = user_id
+        offline: list[str] = []
+        for connection_id, user_id in (gone or {}).items():
+            if connection_id in connections:
+                continue
+            held.pop(connection_id, None)
+            conns = self._presence.get(user_id, {})
+            conns.pop(connection_id, None)
+            if not conns:
+                self._presence.pop(user_id, None)
+                self._status.pop(user_id, None)
+                if user_id not in offline:
+                    offline.append(user_id)
+        strays = {conn: user for conn, user in held.items() if conn not in connections}
+        return PresenceRefresh(tuple(offline), strays)
 
     async def presence_instances(self) -> dict[str, int]:
         return {instance_id: len(conns) for instance_id, conns in self._instance_conns.items() if conns}
@@ -196,6 +211,9 @@ class MemorySharedState(SharedState):
             for user_id in self._cells_around(zone, x, y, radius, cell_size)
             if _within(held := self._positions[user_id], x, y, radius)
         ]
+
+    async def positions_held(self, instance_id) -> set[str]:
+        return {user_id for user_id, held in self._positions.items() if held.instance_id == instance_id}
 
     async def purge_instance_positions(self, instance_id) -> list[Position]:
         gone = [held.position for held in self._positions.values() if held.instance_id == instance_id]

@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
 
-from realtime.store import MoveOutcome, MoveStatus, Position, PresenceChange, SharedState
+from realtime.store import MoveOutcome, MoveStatus, Position, PresenceChange, PresenceRefresh, SharedState
 
 PREFIX = "rpgrt:"
 
@@ -51,6 +51,43 @@ for i = 1, #pairs, 2 do
 end
 redis.call('DEL', KEYS[1])
 return offline
+"""
+
+# Reconcile an instance's presence. KEYS[1] instance-conns:<instance>.
+# ARGV: presence prefix, status prefix, instance, n, then n × (connection, user, endpoint) to
+# re-assert, then (connection, user) pairs of connections that are gone.
+# Returns {users left with no connection, {connection, user, ...} entries not re-asserted}.
+_REFRESH = """
+local P, S, instance, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local live, i = {}, 5
+for _ = 1, n do
+  live[ARGV[i]] = true
+  redis.call('HSET', P .. ARGV[i + 1], ARGV[i], instance .. '|' .. ARGV[i + 2])
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 3
+end
+local offline = {}
+while i < #ARGV do
+  local conn, user = ARGV[i], ARGV[i + 1]
+  if not live[conn] then
+    redis.call('HDEL', P .. user, conn)
+    redis.call('HDEL', KEYS[1], conn)
+    if redis.call('HLEN', P .. user) == 0 then
+      redis.call('DEL', S .. user)
+      offline[#offline + 1] = user
+    end
+  end
+  i = i + 2
+end
+local strays = {}
+local held = redis.call('HGETALL', KEYS[1])
+for j = 1, #held, 2 do
+  if not live[held[j]] then
+    strays[#strays + 1] = held[j]
+    strays[#strays + 1] = held[j + 1]
+  end
+end
+return {offline, strays}
 """
 
 _HIT = """
@@ -234,6 +271,7 @@ class RedisSharedState(SharedState):
         self._close = client.register_script(_CLOSE)
         self._purge = client.register_script(_PURGE)
         self._hit = client.register_script(_HIT)
+        self._refresh = client.register_script(_REFRESH)
         self._pos_enter = client.register_script(_POS_ENTER)
         self._pos_move = client.register_script(_POS_MOVE)
         self._pos_remove = client.register_script(_POS_REMOVE)
@@ -300,14 +338,17 @@ class RedisSharedState(SharedState):
         )
         return list(dict.fromkeys(_text(u) for u in offline))
 
-    async def refresh_instance(self, instance_id, connections) -> None:
-        if not connections:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for connection_id, (user_id, endpoint) in connections.items():
-                pipe.hset(f"{PREFIX}presence:{user_id}", connection_id, f"{instance_id}|{endpoint}")
-                pipe.hset(f"{PREFIX}instance-conns:{instance_id}", connection_id, user_id)
-            await pipe.execute()
+    async def refresh_instance(self, instance_id, connections, *, gone=None) -> PresenceRefresh:
+        args: list[Any] = [f"{PREFIX}presence:", f"{PREFIX}status:", instance_id, len(connections)]
+        for connection_id, (user_id, endpoint) in connections.items():
+            args += [connection_id, user_id, endpoint]
+        for connection_id, user_id in (gone or {}).items():
+            args += [connection_id, user_id]
+        offline, strays = await self._refresh(keys=[f"{PREFIX}instance-conns:{instance_id}"], args=args)
+        pairs = [_text(value) for value in strays]
+        return PresenceRefresh(
+            tuple(dict.fromkeys(_text(user) for user in offline)), dict(zip(pairs[::2], pairs[1::2], strict=True))
+        )
 
     async def presence_instances(self) -> dict[str, int]:
         prefix = f"{PREFIX}instance-conns:"
@@ -400,6 +441,9 @@ class RedisSharedState(SharedState):
             args=[zone, repr(float(x)), repr(float(y)), repr(float(radius)), repr(float(cell_size)), PREFIX]
         )
         return _nearby(zone, rows)
+
+    async def positions_held(self, instance_id) -> set[str]:
+        return {_text(user) for user in await self.redis.smembers(f"{PREFIX}instance-pos:{instance_id}")}
 
     async def purge_instance_positions(self, instance_id) -> list[Position]:
         rows = await self._pos_purge(keys=[f"{PREFIX}instance-pos:{instance_id}"], args=[PREFIX, instance_id])

@@ -107,7 +107,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             # "database is locked" upgrades from read to write transactions.
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
+            # Seconds a write waits for a lock held elsewhere before failing ("database is
+            # locked"; clients get `unavailable`). Every database call of a process runs on one
+            # thread, so a long wait stalls them all: keep it short where that matters.
+            "timeout": env.float("SQLITE_BUSY_TIMEOUT", default=20.0),
         }
     )
     # Keep the connection: opening one runs the PRAGMAs above, a cost on every chat message.
@@ -149,7 +152,10 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS["url"],
-            "OPTIONS": {"password": REDIS["password"]} if REDIS["password"] else {},
+            # Bounded: a hung Redis must fail a throttled request (which then counts locally,
+            # accounts/throttling.py), not hold its thread forever.
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2}
+            | ({"password": REDIS["password"]} if REDIS["password"] else {}),
             "KEY_PREFIX": "rpgrt-cache",
         }
         if REDIS["url"]

@@ -361,8 +361,8 @@ async def test_publish_overwrites_a_given_timestamp():
     await client.close()
 
 
-async def test_a_lost_probe_is_abandoned_so_health_recovers(monkeypatch):
-    monkeypatch.setattr(health_module, "ABANDON_AFTER", 2.0)  # longer than one request's wait
+async def test_a_lost_probe_is_sent_again_so_health_recovers_at_once(monkeypatch):
+    monkeypatch.setattr(health_module, "ABANDON_AFTER", 30.0)  # recovery must not wait for this
     runtime = await ensure_runtime()
     layer = runtime.hub.layer
 
@@ -374,10 +374,29 @@ async def test_a_lost_probe_is_abandoned_so_health_recovers(monkeypatch):
         assert (await AsyncClient().get(HEALTH)).status_code == 503
     finally:
         del layer.send
-    assert (await AsyncClient().get(HEALTH)).status_code == 503  # still joined to the lost probe
-    await asyncio.sleep(0.6)  # 2.2 s in: abandoned; the next request sends a fresh probe
+    # The probe in flight is re-sent within PROBE_RESEND_AFTER and now arrives.
     response = await AsyncClient().get(HEALTH)
     assert response.status_code == 200, response.json()
+
+
+async def test_a_hung_probe_is_abandoned_so_the_next_request_starts_a_fresh_one(monkeypatch):
+    monkeypatch.setattr(health_module, "ABANDON_AFTER", 1.2)  # longer than one request's wait
+    runtime = await ensure_runtime()
+    layer = runtime.hub.layer
+    release = asyncio.Event()
+
+    async def hung(channel, message):  # a PUBLISH to a frozen Redis
+        await release.wait()
+
+    layer.send = hung
+    try:
+        assert (await AsyncClient().get(HEALTH)).status_code == 503
+        await asyncio.sleep(0.6)  # 1.4 s in: abandoned
+    finally:
+        del layer.send
+    response = await AsyncClient().get(HEALTH)
+    assert response.status_code == 200, response.json()
+    release.set()
 
 
 # --- when the channel layer fails ------------------------------------------------------------------
