@@ -210,6 +210,7 @@ def fanout_once(args, rate: float, tokens, servers) -> dict[str, Any]:
         "duration": args.duration,
         "drain_seconds": args.drain,
         "procs": args.procs,
+        "client": args.client,
     }
     sampler = Sampler([s.process.pid for s in servers])
     sampler.start()
@@ -246,9 +247,7 @@ def cmd_sweep(args) -> dict[str, Any]:
             time.sleep(1.0)
     finally:
         stop(redis, servers)
-    result = {"workload": "sweep", "points": points, **setup_info(args)}
-    plot_sweep(result, RESULTS / f"sweep-{args.peer or 'rpgrealtime'}.png")
-    return result
+    return {"workload": "sweep", "points": points, **setup_info(args)}
 
 
 def cmd_connect(args) -> dict[str, Any]:
@@ -276,6 +275,7 @@ def cmd_connect(args) -> dict[str, Any]:
             "connections": args.connections,
             "concurrency": args.concurrency,
             "hold_seconds": 4,
+            "client": args.client,
         }
         result = run_loadgen(config, on_line)
         result.update(sampler.finish())
@@ -314,6 +314,7 @@ def cmd_chatmix(args) -> dict[str, Any]:
             "party_interval": args.party_interval,
             "global_every": args.global_every,
             "drain_seconds": args.drain,
+            "client": args.client,
         }
         result = run_loadgen(config)
         result.update(sampler.finish())
@@ -363,26 +364,37 @@ FANOUT_HEADER = (
 )
 
 
-def plot_sweep(result: dict[str, Any], path: Path) -> None:
+PLOT_PATH = ROOT / "docs" / "benchmarks-latency.png"
+
+
+def plot_sweeps(path: Path = PLOT_PATH) -> None:
+    """Latency against load for every latest sweep (rpgrealtime and the peer) on one chart."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib not installed; no plot written", file=sys.stderr)
+        print("matplotlib not installed (pip install -r bench/requirements.txt); no plot written", file=sys.stderr)
         return
-    points = result["points"]
-    load = [p["rate"] * p["subscribers"] for p in points]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
-        ax.plot(load, [p["latency"][key] for p in points], marker="o", label=label)
-    ax.set_xlabel("deliveries demanded per second")
-    ax.set_ylabel("publish -> receive latency (ms)")
+    sweeps = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("sweep*-latest.json"))]
+    if not sweeps:
+        print("no sweep results yet", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for sweep in sweeps:
+        points = [p for p in sweep["points"] if p["latency"]["count"]]
+        load = [p["rate"] * p["subscribers"] / 1000 for p in points]
+        label = sweep["server"]
+        ax.plot(load, [p["latency"]["p99_ms"] for p in points], marker="o", label=f"{label} p99")
+        ax.plot(load, [p["latency"]["p50_ms"] for p in points], marker=".", linestyle="--", label=f"{label} p50")
+    ax.axhline(100, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("deliveries demanded per second (thousands): 1,000 subscribers over two instances")
+    ax.set_ylabel("publish -> receive latency (ms, log)")
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    ax.set_title(f"{result['server']}: {points[0]['subscribers']} subscribers, {result['instances']} instances")
+    ax.legend(fontsize=8)
+    ax.set_title("Fan-out latency against load (2-core machine, load generator on the same cores)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"plot: {path}")
@@ -399,7 +411,10 @@ def main() -> None:
             "--database-url",
             default=f"sqlite:///{Path(tempfile.gettempdir()) / 'rpgrealtime-bench.sqlite3'}",
         )
-        p.add_argument("--procs", type=int, default=2, help="load generator subscriber processes")
+        p.add_argument("--procs", type=int, default=1, help="load generator subscriber processes")
+        p.add_argument(
+            "--client", choices=["raw", "ws"], default="raw", help="receiving client: minimal raw parser or the ws package"
+        )
         p.add_argument("--drain", type=float, default=3.0, help="seconds to wait for stragglers")
 
     fan = sub.add_parser("fanout")
@@ -427,7 +442,12 @@ def main() -> None:
     mix.add_argument("--party-interval", type=float, default=5.0, help="seconds between a user's party messages")
     mix.add_argument("--global-every", type=int, default=50, help="every Nth user also chats globally")
 
+    sub.add_parser("plot", help="draw docs/benchmarks-latency.png from the latest sweeps")
+
     args = parser.parse_args()
+    if args.workload == "plot":
+        plot_sweeps()
+        return
     if not shutil.which("node"):
         raise SystemExit("the load generator needs Node.js (node) on PATH")
     result = {"fanout": cmd_fanout, "sweep": cmd_sweep, "connect": cmd_connect, "chatmix": cmd_chatmix}[args.workload](
@@ -435,6 +455,8 @@ def main() -> None:
     )
     name = f"{args.workload}-{args.peer}" if args.peer else args.workload
     path = write_result(name, result)
+    if result["workload"] == "sweep":
+        plot_sweeps()
     if result["workload"] == "fanout":
         print(FANOUT_HEADER)
         print(markdown_row(result))

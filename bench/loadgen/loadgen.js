@@ -16,6 +16,7 @@ const fs = require("fs");
 const { fork } = require("child_process");
 const { performance } = require("perf_hooks");
 const WebSocket = require("ws");
+const { RawWebSocket } = require("./rawws");
 
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -70,18 +71,81 @@ function summarize(histogram) {
 
 // Frames carry "<stamp>|<seq>" in their content; finding it in the raw bytes avoids decoding and
 // JSON-parsing every received frame, which would make the generator the bottleneck.
-const CONTENT = Buffer.from('"content":"');
+const CONTENT = Buffer.from('"content":');
 const PING = Buffer.from('{"type":"ping"');
 const BAR = 124; // "|"
+const QUOTE = 34;
+const SPACE = 32;
 
 function stampOf(buf) {
   const marker = buf.indexOf(CONTENT);
   if (marker < 0) return null;
-  const start = marker + CONTENT.length;
+  let start = marker + CONTENT.length;
+  while (buf[start] === SPACE) start++;
+  if (buf[start] !== QUOTE) return null;
+  start++;
   const bar = buf.indexOf(BAR, start);
   if (bar < 0) return null;
   const stamp = Number(buf.toString("latin1", start, bar));
   return Number.isFinite(stamp) ? stamp : null;
+}
+
+// Subscribers use the raw client (see rawws.js) unless cfg.client is "ws".
+function openRpgRaw(url, token, onFrame) {
+  return new Promise((resolve, reject) => {
+    let established = false;
+    const ws = new RawWebSocket(
+      `${url}?token=${token}`,
+      (payload) => {
+        if (!established) {
+          const text = payload.toString();
+          if (text.includes('"connection_established"')) {
+            established = true;
+            resolve(ws);
+          } else if (text.includes('"error"')) {
+            reject(new Error(text));
+          }
+          return;
+        }
+        if (payload.length < 64 && payload.indexOf(PING) === 0) {
+          ws.send('{"type":"pong"}');
+          return;
+        }
+        onFrame(payload);
+      },
+      { onClose: (error) => { if (!established) reject(error); } },
+    );
+    ws.opened.catch(reject);
+  });
+}
+
+// Engine.IO v4 over WebSocket, as socket.io-client speaks it: "0{open}", "40{auth}" to join the
+// default namespace, "42[event, data]" for events, "2"/"3" for ping/pong.
+function openSocketIORaw(url, token, onFrame) {
+  return new Promise((resolve, reject) => {
+    let joined = false;
+    const wsUrl = url.replace(/^http/, "ws") + "/socket.io/?EIO=4&transport=websocket";
+    const ws = new RawWebSocket(
+      wsUrl,
+      (payload) => {
+        const kind = payload[0];
+        if (kind === 0x32 && payload.length === 1) { // "2": ping
+          ws.send("3");
+          return;
+        }
+        if (!joined) {
+          const text = payload.toString();
+          if (text.startsWith("0")) ws.send(`40${JSON.stringify({ token })}`);
+          else if (text.startsWith("40")) { joined = true; resolve(ws); }
+          else if (text.startsWith("44")) reject(new Error(text));
+          return;
+        }
+        onFrame(payload);
+      },
+      { onClose: (error) => { if (!joined) reject(error); } },
+    );
+    ws.opened.catch(reject);
+  });
 }
 
 function openRpg(url, token, onFrame) {
@@ -128,7 +192,8 @@ async function openAll(cfg, tokens, urls, onFrame, concurrency = 50) {
   const clients = new Array(tokens.length);
   let next = 0;
   let failures = 0;
-  const open = cfg.protocol === "socketio" ? openSocketIO : openRpg;
+  const raw = cfg.client !== "ws";
+  const open = cfg.protocol === "socketio" ? (raw ? openSocketIORaw : openSocketIO) : raw ? openRpgRaw : openRpg;
   async function worker() {
     while (next < tokens.length) {
       const i = next++;
