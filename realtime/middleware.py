@@ -107,9 +107,25 @@ def token_user_id(token: str) -> str | None:
         return None
 
 
+# What a connection needs of its user; the row is held for the whole connection, so no more
+# (the password hash, names and dates would cost memory on every connection).
+CONNECTION_USER_FIELDS = (
+    "id",
+    "username",
+    "is_active",
+    "is_staff",
+    "is_moderator",
+    "guild_id",
+    "party_id",
+    "banned_until",
+    "muted_until",
+    "has_pending_deliveries",
+)
+
+
 def _load_user(user_id: str) -> Any:
     User = get_user_model()
-    found = list(User.objects.filter(pk=user_id)[:1])  # no ORDER BY, unlike .first()
+    found = list(User.objects.filter(pk=user_id).only(*CONNECTION_USER_FIELDS)[:1])  # [:1]: no ORDER BY
     return found[0] if found else None
 
 

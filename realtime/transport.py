@@ -79,6 +79,31 @@ def _release_http_channel(tcp: Any) -> None:
     channel.requests = []
 
 
+# What autobahn and daphne keep of the opening handshake; read only while it is processed.
+_HANDSHAKE_ATTRIBUTES = ("http_request_data", "http_headers", "http_request_params", "http_status_line")
+
+
+def _release_handshake(protocol: Any) -> None:
+    """Drop the parsed opening handshake once the WebSocket is open.
+
+    A few kilobytes per connection (raw request, header and query dicts, each holding a copy of
+    the token when it came in the query string); daphne keeps only the request's path for its
+    logs, so the path stays.
+    """
+    if getattr(protocol, "state", None) != getattr(protocol, "STATE_OPEN", object()):
+        return
+    for name in _HANDSHAKE_ATTRIBUTES:
+        if hasattr(protocol, name):
+            setattr(protocol, name, None)
+    request = getattr(protocol, "request", None)
+    if request is not None:
+        for name in ("headers", "params"):
+            if hasattr(request, name):
+                setattr(request, name, {})
+    if hasattr(protocol, "_raw_query_string"):
+        protocol._raw_query_string = b""
+
+
 class DaphneTransport:
     """Writes prepared frames straight to daphne's socket when nothing is queued before them.
 
@@ -97,6 +122,7 @@ class DaphneTransport:
         tcp = getattr(self._protocol, "transport", None)
         self._socket = None
         _release_http_channel(tcp)
+        _release_handshake(self._protocol)
         try:
             from twisted.internet import tcp as twisted_tcp
 

@@ -46,6 +46,18 @@ async def fresh_runtime():
 
 
 @pytest.fixture(autouse=True)
+def fresh_throttles():
+    """Throttle counters (sign-up, token route) live in the process's cache: one test's
+    requests must not throttle the next test."""
+    from django.core.cache import cache
+
+    from accounts import throttling
+
+    cache.clear()
+    throttling._local.clear()
+
+
+@pytest.fixture(autouse=True)
 def default_zones(request):
     """Transactional tests flush the rows data migrations created; put the default zones back."""
     marker = request.node.get_closest_marker("django_db")

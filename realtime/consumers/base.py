@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from realtime import groups, metrics
 from realtime.connection import Connection
-from realtime.middleware import AuthResult, authenticate, token_user_id
+from realtime.middleware import CONNECTION_USER_FIELDS, AuthResult, authenticate, token_user_id
 from realtime.outages import outages, service_of
 from realtime.protocol import (
     ClientFrame,
@@ -539,7 +539,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
         if self.user is None:
             return
         User = get_user_model()
-        user = await database_sync_to_async(User.objects.filter(pk=self.user.pk).first)()
+        user = await database_sync_to_async(
+            lambda: User.objects.filter(pk=self.user.pk).only(*CONNECTION_USER_FIELDS).first()
+        )()
         if user is not None:
             self.user = user
 
