@@ -134,6 +134,8 @@ class Sampler(threading.Thread):
 def start_servers(args: argparse.Namespace, database_url: str):
     from tests.support.cluster import RedisServer, ServerProcess
 
+    UvicornProcess = _uvicorn_process_class()
+
     redis = RedisServer().start()
     servers = []
     if args.peer == "socketio":
@@ -144,10 +146,27 @@ def start_servers(args: argparse.Namespace, database_url: str):
         print(f"server pids: {' '.join(str(s.process.pid) for s in servers)}", file=sys.stderr, flush=True)
         return redis, servers
     env = {**SERVER_ENV, "DATABASE_URL": database_url}
+    kind = UvicornProcess if getattr(args, "server", "daphne") == "uvicorn" else ServerProcess
     for i in range(args.instances):
-        servers.append(ServerProcess(f"bench{i}", redis=redis, base_env={}, env=env, daphne_args=["-v", "0"]).start())
+        servers.append(kind(f"bench{i}", redis=redis, base_env={}, env=env, daphne_args=["-v", "0"]).start())
     print(f"server pids: {' '.join(str(s.process.pid) for s in servers)}", file=sys.stderr, flush=True)
     return redis, servers
+
+
+def _uvicorn_process_class():
+    from tests.support.cluster import ServerProcess
+
+    class UvicornProcess(ServerProcess):
+        """The same application under uvicorn (websockets implementation, lifespan on)."""
+
+        def command(self) -> list[str]:
+            return [
+                sys.executable, "-m", "uvicorn", "rpgrealtime.asgi:application", "--host", "127.0.0.1",
+                "--port", str(self.port), "--ws", "websockets", "--lifespan", "on", "--log-level", "warning",
+                "--no-access-log",
+            ]  # fmt: skip
+
+    return UvicornProcess
 
 
 def run_loadgen(config: dict[str, Any], on_stderr_line=None, timeout: float = 900) -> dict[str, Any]:
@@ -348,7 +367,7 @@ def stop(redis, servers) -> None:
 
 def setup_info(args) -> dict[str, Any]:
     return {
-        "server": args.peer or "rpgrealtime (daphne)",
+        "server": args.peer or f"rpgrealtime ({getattr(args, 'server', 'daphne')})",
         "instances": args.instances,
         "database": args.database_url.split(":", 1)[0],
         "machine": machine(),
@@ -425,6 +444,7 @@ def main() -> None:
             default=f"sqlite:///{Path(tempfile.gettempdir()) / 'rpgrealtime-bench.sqlite3'}",
         )
         p.add_argument("--procs", type=int, default=1, help="load generator subscriber processes")
+        p.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne", help="ASGI server for rpgrealtime")
         p.add_argument(
             "--client", choices=["raw", "ws"], default="raw", help="receiving client: raw parser or the ws package"
         )
