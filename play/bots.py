@@ -22,6 +22,8 @@ from typing import Any
 
 import websockets
 
+from realtime.services.world import ZoneSpec
+
 logger = logging.getLogger(__name__)
 
 # Reconnect backoff, as docs/protocol.md recommends: 0.5 s doubling to 30 s, ±50 % jitter.
@@ -50,25 +52,11 @@ FIGHTS = (("goblin",), ("goblin",), ("wolf",), ("goblin", "goblin"))
 
 
 @dataclass(frozen=True, slots=True)
-class ZoneArea:
-    name: str
-    min_x: float
-    min_y: float
-    max_x: float
-    max_y: float
-    spawn_x: float
-    spawn_y: float
-
-    def clamp(self, x: float, y: float) -> tuple[float, float]:
-        return min(max(x, self.min_x), self.max_x), min(max(y, self.min_y), self.max_y)
-
-
-@dataclass(frozen=True, slots=True)
 class BotPlan:
     """How bots behave. Intervals are means in seconds; 0 turns a behaviour off."""
 
     ws_url: str  # ws://host:port, no path
-    zone: ZoneArea
+    zone: ZoneSpec
     chat_interval: float = 25.0
     status_interval: float = 45.0
     fight_interval: float = 120.0

@@ -207,6 +207,11 @@ async def publish(target: str, message: dict[str, Any]) -> str:
     event = {**message, "timestamp": now_iso()}
     if kind == "user":
         return await send_personal_message(names[0], event)
+    return await broadcast_to_groups(names, event)
+
+
+async def broadcast_to_groups(names: list[str], event: dict[str, Any]) -> str:
+    """The same event to several groups: "live", or "local" if the layer refused any of them."""
     reached = True
     for group in names:
         reached &= await broadcast_to_channel(group, event)

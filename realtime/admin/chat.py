@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
+from realtime.admin.readonly import ReadOnlyAdminMixin
 from realtime.models import ChatMessage, ModerationAction
 from realtime.protocol import ProtocolError
 from realtime.services.moderation import moderation_apply_sync
@@ -123,7 +124,7 @@ class DeletedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ChatMessage)
-class ChatMessageAdmin(admin.ModelAdmin):
+class ChatMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: messages change only through moderation; old ones go with `prune_chat_history`."""
 
     list_display = ("created_at", "channel", "sender_name", "recipient", "content", "is_visible")
@@ -149,18 +150,9 @@ class ChatMessageAdmin(admin.ModelAdmin):
             target=lambda m: {"message_id": m.message_id},
         )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(ModerationAction)
-class ModerationActionAdmin(admin.ModelAdmin):
+class ModerationActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The moderation log: written by the service only, never edited."""
 
     list_display = ("created_at", "action", "moderator_name", "target_name", "until_display", "reason", "via")
@@ -173,12 +165,3 @@ class ModerationActionAdmin(admin.ModelAdmin):
         if record.permanent:
             return "permanent"
         return str(record.until) if record.until else "—"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from realtime.admin.readonly import ReadOnlyAdminMixin
 from realtime.models import Connection, Instance, PendingDelivery
 from realtime.services import monitoring, operations
 
@@ -54,7 +55,7 @@ class AuthenticatedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Live connections, as their instances last recorded them (a few seconds behind)."""
 
     list_display = (
@@ -88,14 +89,6 @@ class ConnectionAdmin(admin.ModelAdmin):
         return results | queryset.filter(Q(user_id=user_id)), may_have_duplicates
 
     # Records are facts reported by the instances: read-only; deleting a row would not close anything.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return can_operate(request)
@@ -130,7 +123,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Instance)
-class InstanceAdmin(admin.ModelAdmin):
+class InstanceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Server instances and their liveness; a dashboard of the whole cluster."""
 
     list_display = ("id", "state", "connections_link", "last_seen", "started_at", "host", "pid")
@@ -148,15 +141,6 @@ class InstanceAdmin(admin.ModelAdmin):
     def connections_link(self, instance: Instance) -> str:
         url = reverse("admin:realtime_connection_changelist") + f"?instance={instance.id}"
         return format_html('<a href="{}">{}</a>', url, instance.connections)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return can_operate(request)

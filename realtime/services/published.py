@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from realtime.events import broadcast_to_channel, build_event, send_personal_message
+from realtime.events import broadcast_to_groups, build_event, send_personal_message
 from realtime.protocol import validation_details
 from realtime.protocol.game import AchievementOut, GameStateOut, PlayerStatusOut, SystemAnnouncementOut
 from realtime.protocol.world import WorldEventOut
@@ -65,7 +65,4 @@ async def published_send(*, target: str, kind: str, names: list[str], message: d
     event = build_event(event_type, **checked.model_dump())
     if kind == "user":
         return await send_personal_message(names[0], event)
-    reached = True
-    for group in names:
-        reached &= await broadcast_to_channel(group, event)
-    return "live" if reached else "local"
+    return await broadcast_to_groups(names, event)

@@ -68,6 +68,10 @@ class ZoneSpec:
     def contains(self, x: float, y: float) -> bool:
         return self.min_x <= x <= self.max_x and self.min_y <= y <= self.max_y
 
+    def clamp(self, x: float, y: float) -> tuple[float, float]:
+        """The nearest point inside the bounds."""
+        return min(max(x, self.min_x), self.max_x), min(max(y, self.min_y), self.max_y)
+
     def bounds(self) -> dict[str, float]:
         return {"min_x": self.min_x, "min_y": self.min_y, "max_x": self.max_x, "max_y": self.max_y}
 

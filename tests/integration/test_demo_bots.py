@@ -78,6 +78,12 @@ async def test_bots_walk_chat_show_presence_fight_and_leave(server):
         assert presence["username"].endswith("_bot")
 
         output, _ = await asyncio.wait_for(bots.communicate(), 60)
+    except TimeoutError as exc:
+        # Say what the bots printed: a wait that timed out is otherwise a mystery.
+        if bots.returncode is None:
+            bots.kill()
+        printed, _ = await bots.communicate()
+        raise AssertionError(f"bots did not show up in time; they printed:\n{printed.decode()}") from exc
     finally:
         if bots.returncode is None:
             bots.kill()

@@ -20,6 +20,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from play import services
 from realtime.models import Zone
+from realtime.services.world import ZoneSpec
 
 
 def websocket_base(url: str) -> str:
@@ -80,7 +81,7 @@ class Command(BaseCommand):
         by_id = {str(u.pk): u for u in users}
         plan = bots.BotPlan(
             ws_url=ws_url,
-            zone=bots.ZoneArea(zone.name, zone.min_x, zone.min_y, zone.max_x, zone.max_y, zone.spawn_x, zone.spawn_y),
+            zone=ZoneSpec(zone.name, zone.min_x, zone.min_y, zone.max_x, zone.max_y, zone.spawn_x, zone.spawn_y),
             chat_interval=options["chat_interval"],
             status_interval=options["status_interval"],
             fight_interval=options["fight_interval"],
