@@ -5,11 +5,12 @@
     .venv/bin/python bench/run.py chatmix --users 2000
     .venv/bin/python bench/run.py fanout --peer socketio ...   # the python-socketio reference peer
     .venv/bin/python bench/run.py sweep --rates 10,25,50,100,150 # latency against load, with a plot
+    .venv/bin/python bench/run.py movement --instances 2           # area of interest (bench/movement.py)
 
 Each run starts a private redis-server, migrates a scratch database, creates users and real JWTs,
 starts the servers with production settings (DEBUG off, limits lifted), drives them with the Node
 load generator in bench/loadgen (which reports its own CPU), samples server CPU and RSS, and
-writes JSON to bench/results/ plus a markdown row on stdout.
+writes JSON and a markdown table to bench/results/ (the table also on stdout).
 """
 
 from __future__ import annotations
@@ -197,12 +198,29 @@ def run_loadgen(config: dict[str, Any], on_stderr_line=None, timeout: float = 90
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:
+    """JSON of the run plus a markdown table next to it (`<name>-<time>.json/.md`, `-latest`)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"{name}-{stamp}.json"
-    path.write_text(json.dumps(result, indent=2, default=str))
-    (RESULTS / f"{name}-latest.json").write_text(json.dumps(result, indent=2, default=str))
+    text = json.dumps(result, indent=2, default=str)
+    table = markdown_table(result)
+    for target in (path, RESULTS / f"{name}-latest.json"):
+        target.write_text(text)
+        target.with_suffix(".md").write_text(table)
     return path
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    if result["workload"] in ("fanout", "sweep"):
+        rows = result.get("runs") or result.get("points") or [result]
+        return FANOUT_HEADER + "\n" + "\n".join(markdown_row({**setup_info_of(result), **row}) for row in rows) + "\n"
+    flat = {k: v for k, v in result.items() if not isinstance(v, dict | list)}
+    lines = ["| measure | value |", "|---|---|"] + [f"| {key} | {value} |" for key, value in flat.items()]
+    return "\n".join(lines) + "\n"
+
+
+def setup_info_of(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: result[key] for key in ("server", "instances") if key in result}
 
 
 def machine() -> dict[str, Any]:
@@ -433,6 +451,8 @@ def plot_sweeps(path: Path = PLOT_PATH) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["movement"]:  # one entry point: the movement workload has its own script
+        os.execv(sys.executable, [sys.executable, str(ROOT / "bench" / "movement.py"), *sys.argv[2:]])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="workload", required=True)
 
