@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
+from accounts import services
 from accounts.models import Guild, Party, User
 from realtime.admin.chat import user_moderation_actions
 
@@ -20,14 +21,35 @@ class UserAdmin(DjangoUserAdmin):
     readonly_fields = ("banned_until", "muted_until")
     actions = user_moderation_actions()
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and {"guild", "party"} & set(form.changed_data):
+            # Like the membership routes: open connections move groups at once, on every instance.
+            services.membership_edited(obj, changed=form.changed_data, previous_party_id=form.initial.get("party"))
+
 
 @admin.register(Guild)
 class GuildAdmin(admin.ModelAdmin):
     list_display = ("name", "created_by", "created_at")
     search_fields = ("name",)
 
+    # Deleting goes through the service, so members' open connections leave the guild's groups.
+    def delete_model(self, request, obj):
+        services.guild_delete(obj)
+
+    def delete_queryset(self, request, queryset):
+        for guild in queryset:
+            services.guild_delete(guild)
+
 
 @admin.register(Party)
 class PartyAdmin(admin.ModelAdmin):
     list_display = ("name", "leader", "created_at")
     search_fields = ("name",)
+
+    def delete_model(self, request, obj):
+        services.party_delete(obj)
+
+    def delete_queryset(self, request, queryset):
+        for party in queryset:
+            services.party_delete(party)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -109,10 +110,45 @@ def _party_set(user: Any, party: Party | None) -> None:
     User.objects.filter(pk=user.pk).update(party=party)
     user.party = party
     _announce_membership(user, "party", party.pk if party else None)
-    if previous_id and previous_id != (party.pk if party else None):
-        # A party ends with its last member; the leader role passes on otherwise.
-        remaining = User.objects.filter(party_id=previous_id).order_by("date_joined").first()
-        if remaining is None:
-            Party.objects.filter(pk=previous_id).delete()
-        else:
-            Party.objects.filter(pk=previous_id, leader=user.pk).update(leader=remaining)
+    _party_left(user, previous_id)
+
+
+def _party_left(user: Any, previous_id: Any) -> None:
+    """A party ends with its last member; the leader role passes on otherwise."""
+    if not previous_id or previous_id == user.party_id:
+        return
+    remaining = User.objects.filter(party_id=previous_id).order_by("date_joined").first()
+    if remaining is None:
+        Party.objects.filter(pk=previous_id).delete()
+    else:
+        Party.objects.filter(pk=previous_id, leader=user.pk).update(leader=remaining)
+
+
+# --- staff edits (the admin) ---------------------------------------------------------------------
+
+
+def membership_edited(user: Any, *, changed: Iterable[str], previous_party_id: Any) -> None:
+    """Staff saved `user` with another guild or party: the same effects as the routes."""
+    if "guild" in changed:
+        _announce_membership(user, "guild", user.guild_id)
+    if "party" in changed:
+        _announce_membership(user, "party", user.party_id)
+        _party_left(user, previous_party_id)
+
+
+@transaction.atomic
+def guild_delete(guild: Guild) -> None:
+    """Delete a guild; its members' open connections leave its groups."""
+    members = list(User.objects.filter(guild=guild).only("pk"))
+    guild.delete()  # members' guild becomes NULL (SET_NULL)
+    for member in members:
+        _announce_membership(member, "guild", None)
+
+
+@transaction.atomic
+def party_delete(party: Party) -> None:
+    """Delete a party; its members' open connections leave its groups."""
+    members = list(User.objects.filter(party=party).only("pk"))
+    party.delete()
+    for member in members:
+        _announce_membership(member, "party", None)

@@ -37,6 +37,8 @@ LAYER_SEND_TIMEOUT = 2.0
 # Redis that hangs before the watchdog notices cannot pile up messages without end.
 MAX_OUTLIVING = 1000
 _outliving: set[asyncio.Future] = set()
+# A personal event handed to the server through the outbox (see `send_personal_message`).
+PERSONAL_REQUEST = "rt.personal"
 
 
 class PublishError(ValueError):
@@ -131,17 +133,37 @@ async def broadcast_to_channel(
     return await _group_send(group, message)
 
 
-async def send_personal_message(user_id: Any, event: dict[str, Any], *, store_if_offline: bool = True) -> str:
-    """Send to every connection of one user; returns "live", "stored" (kept for later) or
-    "local" (the channel layer refused: only this instance's connections were reached)."""
+async def send_personal_message(
+    user_id: Any, event: dict[str, Any], *, store_if_offline: bool = True, ref: str = ""
+) -> str:
+    """Send to every connection of one user; returns "live", "stored" (kept for later), "local"
+    (the channel layer refused: only this instance's connections were reached) or "queued"
+    (the embedded default, outside the server: handed to the server, which decides).
+    `ref` names what a stored event is about, so that it can be withdrawn (offline.pending_withdraw)."""
+    from realtime.layers import relays_through_outbox
     from realtime.services import offline, presence
 
     user_id = str(user_id)
     event = _stamped(event)
+    layer = get_channel_layer()
+    if relays_through_outbox(layer):
+        # The embedded default, outside the server (a shell, a command): this process cannot see
+        # who is connected, so the server decides, live or kept, when it takes this from the outbox.
+        request = {
+            "type": PERSONAL_REQUEST,
+            "user_id": user_id,
+            "event": event,
+            "store_if_offline": store_if_offline,
+            "ref": ref,
+        }
+        await layer.relay_personal(request)
+        return "queued"
     endpoints = endpoints_for(event["type"])
     if store_if_offline and not await presence.user_reachable(user_id, endpoints):
         text = encode(event)
-        await offline.pending_store_async(user_id=user_id, event_type=event["type"], frame=text, endpoints=endpoints)
+        await offline.pending_store_async(
+            user_id=user_id, event_type=event["type"], frame=text, endpoints=endpoints, ref=ref
+        )
         # A connection may have opened between the check and the store: make it look again.
         if await presence.user_reachable(user_id, endpoints):
             await send_control(groups.user(user_id), "deliver_pending", endpoints=endpoints)

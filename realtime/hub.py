@@ -15,6 +15,7 @@ import itertools
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -332,6 +333,7 @@ class Hub:
         filter_name = message.get("filter")
         too_slow: list[Connection] = []
         delivered = 0
+        reached: Iterable[Connection]
         if not (endpoints or exclude_user or exclude_connection or filter_name):
             # The hot path: every member gets the same prepared frame.
             frame = OutboundFrame(message["text"])
@@ -339,7 +341,9 @@ class Hub:
                 if not conn.deliver(frame):
                     too_slow.append(conn)
             delivered = len(members)
+            reached = members
         else:
+            reached = filtered = []
             broadcast_filter = self._filters.get(filter_name) if filter_name else None
             filter_args = message.get("filter_args")
             frames: dict[str, OutboundFrame] = {}
@@ -361,11 +365,16 @@ class Hub:
                 if not conn.deliver(frame):
                     too_slow.append(conn)
                 delivered += 1
+                filtered.append(conn)
         if delivered:
             self.delivered += delivered
             group = message["group"]
-            endpoint = group.split(".", 1)[0] if not group.startswith("user.") else "user"
-            metrics.frames_out(endpoint, message.get("event_type", "other"), delivered)
+            event_type = message.get("event_type", "other")
+            if group.startswith("user."):  # a user's connections span endpoints: count each
+                for endpoint, count in Counter(conn.endpoint for conn in reached).items():
+                    metrics.frames_out(endpoint, event_type, count)
+            else:  # every other group belongs to one endpoint, named first
+                metrics.frames_out(group.split(".", 1)[0], event_type, delivered)
         for conn in too_slow:
             conn.consumer.schedule_slow_consumer_close()
         return delivered

@@ -14,6 +14,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer
 
+from realtime import groups
+
 logger = logging.getLogger(__name__)
 
 
@@ -22,6 +24,11 @@ def _serving() -> bool:
     from realtime import runtime
 
     return bool(runtime._runtimes)
+
+
+def relays_through_outbox(layer: Any) -> bool:
+    """Is this a process (a command, a shell) whose sends only reach the server via the outbox?"""
+    return isinstance(layer, EmbeddedChannelLayer) and not _serving()
 
 
 class EmbeddedChannelLayer(InMemoryChannelLayer):
@@ -38,6 +45,13 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):
             # No database either: behave like the plain in-memory layer (nobody to reach).
             logger.warning("could not write to the outbox (%s); the send reaches this process only", exc)
             await super().group_send(group, message)
+
+    async def relay_personal(self, request: dict[str, Any]) -> None:
+        """Ask the server to send a personal event: only it knows whether the user is connected."""
+        from realtime.services.outbox import outbox_put
+
+        group = groups.user(request["user_id"])
+        await database_sync_to_async(outbox_put)(group=group, message=request, durable=True)
 
     async def deliver_local(self, group: str, message: dict[str, Any]) -> None:
         """Hand an outbox message to this process's groups (the server side of the outbox)."""

@@ -66,7 +66,9 @@ def extract_token(scope: dict[str, Any]) -> tuple[str | None, str | None]:
     if authorization is not None:
         kind, _, token = authorization.strip().partition(" ")
         return (token.strip() if kind.lower() == "bearer" else ""), None
-    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
+    # keep_blank_values: `?token=` (a client that built the URL from an empty variable) is a
+    # present but invalid token, refused like any other, never a silent anonymous connection.
+    query = parse_qs(scope.get("query_string", b"").decode("latin1"), keep_blank_values=True)
     if "token" in query:
         return query["token"][0], None
     return None, None

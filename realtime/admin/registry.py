@@ -108,9 +108,12 @@ class ConnectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         except TimeoutError:
             reached = False
         if not reached:
+            # Down or only slow: a slow Redis may still pass the request on and close them late.
             self.message_user(
                 request,
-                "The channel layer is unavailable: only connections on the instance serving this page were closed.",
+                "The channel layer did not take the request in time: connections on the instance serving this "
+                "page were closed; those on other instances close only if it gets through. Check the list again "
+                "shortly.",
                 messages.ERROR,
             )
             return

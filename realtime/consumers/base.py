@@ -47,6 +47,7 @@ from realtime.protocol import (
     decode,
     encode,
     error_frame,
+    exact_frame_id,
     now_iso,
     valid_frame_id,
     validation_details,
@@ -85,6 +86,16 @@ def handles(message_type: str, schema: type[ClientFrame] | None = None, *, auth:
         return method
 
     return decorate
+
+
+def _frame_id_of(text: str) -> Any:
+    """The valid `id` of a frame that is refused before it is handled, else None."""
+    try:
+        data = decode(text)
+    except ValueError:
+        return None
+    frame_id = exact_frame_id(text, data.get("id")) if isinstance(data, dict) else None
+    return frame_id if frame_id is not None and valid_frame_id(frame_id) else None
 
 
 class BaseConsumer(AsyncWebsocketConsumer):
@@ -269,8 +280,11 @@ class BaseConsumer(AsyncWebsocketConsumer):
         """Accept, explain with an `error` frame, close with the 44xx code (PROTOCOL §1)."""
         self._torn_down = True
         await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
-        await self.base_send({"type": "websocket.send", "text": encode(error_frame(error_code, message))})
-        await self.base_send({"type": "websocket.close", "code": int(close_code)})
+        # Through the transport, not `websocket.close`: daphne's close goes through autobahn's
+        # sendClose(), which refuses 1001 from a server (the client would see 1006 instead).
+        transport = transport_for(self.base_send, settings.WEBSOCKET_SEND_BUFFER_BYTES)
+        transport.write(OutboundFrame(encode(error_frame(error_code, message))))
+        await transport.close(int(close_code))
         metrics.ERRORS.labels(self.endpoint, error_code).inc()
         metrics.CLOSES.labels(self.endpoint, str(int(close_code))).inc()
 
@@ -304,10 +318,12 @@ class BaseConsumer(AsyncWebsocketConsumer):
             return
         if self._bucket is not None and not self._bucket.take():
             metrics.RATE_LIMITED.labels(self.endpoint, "connection").inc()
+            metrics.frame_in(self.endpoint, "rate_limited")
             if self._bucket.abusive:
                 self.schedule_close(CloseCode.RATE_LIMIT_ABUSE, ErrorCode.RATE_LIMITED, "Too many frames; closing.")
             else:
-                self.send_error(ErrorCode.RATE_LIMITED, "Too many frames; slow down.")
+                # The `id` still comes back, so the client knows which request to send again.
+                self.send_error(ErrorCode.RATE_LIMITED, "Too many frames; slow down.", _frame_id_of(text))
             return
         try:
             data = decode(text)
@@ -319,7 +335,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
             metrics.frame_in(self.endpoint, "invalid")
             self.send_error(ErrorCode.INVALID_MESSAGE, "A frame must be a JSON object.")
             return
-        frame_id = data.get("id")
+        frame_id = exact_frame_id(text, data.get("id"))
         if frame_id is not None and not valid_frame_id(frame_id):
             metrics.frame_in(self.endpoint, "invalid")
             self.send_error(ErrorCode.INVALID_MESSAGE, "'id' must be a string or integer of at most 64 characters.")
@@ -442,7 +458,6 @@ class BaseConsumer(AsyncWebsocketConsumer):
         conn.closing = True
         runtime.hub.remove(conn)
         runtime.registry.closed(conn)
-        await self._guard(self.on_disconnected(), "on_disconnected")
         if self._delivering_pending:
             await self._guard(offline.pending_release_async(connection_id=conn.id), "pending release")
         if self.user is not None and not runtime.hub.draining:
@@ -461,6 +476,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
                     ),
                     "offline status",
                 )
+        # After presence forgot this connection, so a feature that asks "was this the user's
+        # last connection?" gets the right answer even when two close at once on two instances.
+        await self._guard(self.on_disconnected(), "on_disconnected")
 
     async def _guard(self, awaitable: Awaitable[Any], what: str) -> Any:
         try:
@@ -555,7 +573,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
         """After `connection_established` and group joins, before any client frame."""
 
     async def on_disconnected(self) -> None:
-        """After the connection left every group."""
+        """After the connection left every group and presence forgot it."""
 
     def on_membership_changed(self, scope: str, old_id: str | None, new_id: str | None) -> None:
         """A guild or party change reached this connection (groups are already moved)."""

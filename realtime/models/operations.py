@@ -16,6 +16,9 @@ class OutboxMessage(models.Model):
     group = models.CharField(max_length=100)
     message = models.TextField(help_text="The channel-layer message, JSON encoded.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # A personal event (it must reach the user live or be kept, never dropped): handed to the
+    # server whenever it runs, however old, instead of expiring like a broadcast.
+    durable = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["id"]

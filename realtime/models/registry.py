@@ -58,6 +58,9 @@ class PendingDelivery(models.Model):
     event_type = models.CharField(max_length=64)
     frame = models.TextField(help_text="The encoded event frame, exactly as it will be sent.")
     endpoints = models.CharField(max_length=64, help_text="Comma-separated endpoints that carry it; empty = any.")
+    # What the event is about (e.g. "chat_message:<id>"), so that a later change can withdraw
+    # it before delivery: a deleted private message must not reach its recipient afterwards.
+    ref = models.CharField(max_length=80, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     claimed_by = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 - NULL = unclaimed
     claimed_at = models.DateTimeField(null=True, blank=True)

@@ -7,6 +7,7 @@ name a client sees is defined in this package and nowhere else.
 from __future__ import annotations
 
 import enum
+import json
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -90,12 +91,27 @@ def iso_or_none(moment: datetime | None) -> str | None:
 
 def encode(frame: dict[str, Any]) -> str:
     """Serialise a frame once; the text is then shared by every recipient."""
-    return orjson.dumps(frame).decode()
+    try:
+        return orjson.dumps(frame).decode()
+    except TypeError:  # an integer wider than 64 bits (a client's echoed `id`): orjson refuses it
+        return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def decode(text: str) -> Any:
     """Parse client JSON. orjson refuses NaN/Infinity and nesting deeper than 1024 levels."""
     return orjson.loads(text)
+
+
+def exact_frame_id(text: str, value: Any) -> Any:
+    """orjson reads integers wider than 64 bits as floats; §2 allows any integer `id` of up to
+    64 digits, so re-read such an `id` exactly (rare: only when the parsed `id` is a float)."""
+    if not isinstance(value, float):
+        return value
+    try:
+        exact = json.loads(text).get("id")
+    except (ValueError, AttributeError):
+        return value
+    return exact if isinstance(exact, int) else value
 
 
 def error_frame(code: ErrorCode, message: str, frame_id: Any = None, details: Any = None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from realtime.events import broadcast_to_channel, build_event, send_personal_mes
 from realtime.models import ChatMessage
 from realtime.models.chat import PERMANENT, conversation_key
 from realtime.protocol import ErrorCode, ProtocolError, iso_or_none
+from realtime.services import offline
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ async def chat_message_send(*, sender: ChatSender, channel: str, content: str, t
     else:
         # The recipient's connections (kept for later if there are none), then the sender's own
         # chat connections: two per-user groups, so two publishes.
-        await send_personal_message(to, event, store_if_offline=True)
+        await send_personal_message(to, event, store_if_offline=True, ref=offline.chat_message_ref(message.message_id))
         await broadcast_to_channel(groups.user(sender.user_id), event, endpoints=CHAT)
     return event
 

@@ -454,6 +454,9 @@ async def _connected_among(user_ids: Iterable[str]) -> set[str] | None:
 _timers: dict[str, asyncio.TimerHandle] = {}
 _background: set[asyncio.Task] = set()
 
+# The hub filter through which every connection notes the round of the `combat_state` it got.
+STATE_SEEN_FILTER = "combat_state_seen"
+
 
 async def _publish(outcome: Outcome) -> None:
     """Send a committed step's frames in order. The step stands even if a send fails: clients
@@ -462,7 +465,15 @@ async def _publish(outcome: Outcome) -> None:
     group = groups.combat_session(outcome.session_id)
     for effect in outcome.effects:
         try:
-            if effect.kind == "group":
+            if effect.kind == "group" and effect.event["type"] == "combat_state":
+                await broadcast_to_channel(
+                    group,
+                    effect.event,
+                    exclude_connection=effect.exclude_connection,
+                    filter_name=STATE_SEEN_FILTER,
+                    filter_args=[outcome.session_id, effect.event["round"]],
+                )
+            elif effect.kind == "group":
                 await broadcast_to_channel(group, effect.event, exclude_connection=effect.exclude_connection)
             elif effect.kind == "user":
                 await send_personal_message(effect.user_id, effect.event)
@@ -474,6 +485,15 @@ async def _publish(outcome: Outcome) -> None:
                 await send_control(group, "combat_leave", combat_session_id=outcome.session_id)
         except Exception:
             logger.exception("could not publish a %s of combat %s", effect.kind, outcome.session_id)
+
+
+def _note_state_seen(conn: Connection, args: Any) -> str:
+    """Every member gets a `combat_state`; its connection remembers the round it was shown, the
+    round an action sent without `round` is pinned to (see CombatConsumer.on_combat_action)."""
+    note = getattr(conn.consumer, "note_combat_state", None)
+    if note is not None:
+        note(args[0], args[1])
+    return "text"
 
 
 def _arm_timer(outcome: Outcome) -> None:
@@ -630,11 +650,14 @@ async def combat_session_resume(*, user_id: str, session_id: str) -> dict[str, A
     return frame
 
 
-async def combat_connection_closed(*, user_id: str) -> None:
-    """A /ws/combat connection closed (it still counts in presence): announce the player's
-    departure when it was their last one."""
+async def combat_connection_closed(*, user_id: str, still_counted: bool = False) -> None:
+    """A /ws/combat connection closed: announce the player's departure when it was their last one.
+
+    Called after presence forgot the connection (`still_counted` when it could not), so of two
+    last connections closing at once on two instances, at least the later one sees none left;
+    `_disconnect` is a conditional UPDATE, so the event goes out once even when both do."""
     count = await _combat_connections(user_id)
-    if count is None or count > 1:
+    if count is None or count > (1 if still_counted else 0):
         return
     session_id = await database_sync_to_async(_disconnect)(user_id=user_id)
     if session_id is not None:
@@ -688,6 +711,7 @@ def install(runtime: Runtime) -> None:
     def on_leave(conn: Connection, message: dict[str, Any]) -> None:
         hub.leave(conn, [groups.combat_session(message["combat_session_id"])])
 
+    hub.register_filter(STATE_SEEN_FILTER, _note_state_seen)
     hub.register_control("combat_join", on_join)
     hub.register_control("combat_leave", on_leave)
     runtime.every("combat-timeouts", sweep_interval, combat_timeouts_sweep)

@@ -32,6 +32,7 @@ from realtime.events import broadcast_to_channel, build_event, send_control, sen
 from realtime.models import ChatMessage, ModerationAction
 from realtime.models.chat import PERMANENT
 from realtime.protocol import CloseCode, ErrorCode, ProtocolError, iso_or_none
+from realtime.services import offline
 from realtime.services.chat import public_until
 
 if TYPE_CHECKING:
@@ -106,11 +107,13 @@ def moderation_record(
         until: datetime | None = None
         if action == Action.DELETE_MESSAGE:
             visible = ChatMessage.objects.filter(message_id=message_id, deleted_at=None)
-            author = visible.values_list("sender_id", "sender_name").first()
+            author = visible.values_list("sender_id", "sender_name", "recipient_id").first()
             # The conditional UPDATE makes a concurrent second delete a `not_found`, not a second event.
             if author is None or not visible.update(deleted_at=now):
                 raise ProtocolError(ErrorCode.NOT_FOUND, "No such message.", message_id=str(message_id))
-            target_id, target_name = author
+            target_id, target_name, recipient_id = author
+            if recipient_id is not None:  # a private message still waiting for an offline recipient
+                offline.pending_withdraw(user_id=recipient_id, ref=offline.chat_message_ref(message_id))
             outcome_message_id = str(message_id)
             target_state: dict[str, Any] = {}
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
@@ -22,7 +23,11 @@ from realtime.models import PendingDelivery
 CLAIM_LEASE = timedelta(seconds=30)
 
 
-def pending_store(*, user_id: str, event_type: str, frame: str, endpoints: Iterable[str] | None) -> int:
+def chat_message_ref(message_id: Any) -> str:
+    return f"chat_message:{message_id}"
+
+
+def pending_store(*, user_id: str, event_type: str, frame: str, endpoints: Iterable[str] | None, ref: str = "") -> int:
     User = get_user_model()
     with transaction.atomic():
         row = PendingDelivery.objects.create(
@@ -30,6 +35,7 @@ def pending_store(*, user_id: str, event_type: str, frame: str, endpoints: Itera
             event_type=event_type,
             frame=frame,
             endpoints=",".join(sorted(endpoints)) if endpoints else "",
+            ref=ref,
         )
         User.objects.filter(pk=user_id).update(has_pending_deliveries=True)
     return row.id
@@ -50,6 +56,12 @@ def pending_claim(*, user_id: str, connection_id: str, endpoint: str) -> list[tu
         .order_by("id")
         .values_list("id", "frame")
     )
+
+
+def pending_withdraw(*, user_id: str, ref: str) -> int:
+    """Drop undelivered events about `ref` (the user's pending rows, found through its index)."""
+    deleted, _ = PendingDelivery.objects.filter(user_id=user_id, delivered_at__isnull=True, ref=ref).delete()
+    return deleted
 
 
 def pending_mark_delivered(*, user_id: str, connection_id: str, ids: list[int]) -> None:

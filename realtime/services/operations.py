@@ -184,7 +184,15 @@ def install(runtime: Runtime) -> None:
         while True:
             batch = await database_sync_to_async(outbox_take)(max_age=layer.expiry, not_before=started)
             for group, message in batch:
-                await layer.deliver_local(group, message)
+                if message.get("type") == events.PERSONAL_REQUEST:
+                    await events.send_personal_message(
+                        message["user_id"],
+                        message["event"],
+                        store_if_offline=message["store_if_offline"],
+                        ref=message["ref"],
+                    )
+                else:
+                    await layer.deliver_local(group, message)
             if len(batch) < BATCH:
                 return
 

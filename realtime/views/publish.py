@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from accounts.models import Guild, Party
 from realtime import events
+from realtime.models import Zone
 from realtime.protocol import encode, now_iso
 from realtime.services.operations import ANNOUNCEMENT_LEVELS
 
@@ -70,9 +71,16 @@ class PublishSerializer(serializers.Serializer):
 def _missing(target: str) -> str | None:
     """The thing a well-formed target names, when it does not exist."""
     kind, _, value = target.partition(":")
-    models = {"user": get_user_model(), "guild": Guild, "party": Party}
-    if kind in models and not models[kind].objects.filter(pk=value).exists():
-        return f"No such {kind}."
+    lookups = {
+        "user": (get_user_model(), "pk"),
+        "guild": (Guild, "pk"),
+        "party": (Party, "pk"),
+        "zone": (Zone, "name"),
+    }
+    if kind in lookups:
+        model, field = lookups[kind]
+        if not model.objects.filter(**{field: value}).exists():
+            return f"No such {kind}."
     return None
 
 

@@ -178,6 +178,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's defaults, except that JSON nested too deeply is a 400, not a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "rpgrealtime.parsers.JSONBodyParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_RATES": {
         # Brute-force protection on the token route, per client address.
         "auth_token": env.str("AUTH_TOKEN_THROTTLE", default="20/min"),

@@ -22,6 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, days: float, **options) -> None:
         if not math.isfinite(days) or days < 0:
-            raise CommandError("--days must be a number of days, 0 or more.")
+            # returncode 2, like the argument errors argparse itself reports.
+            raise CommandError("--days must be a number of days, 0 or more.", returncode=2)
         deleted = chat_history_prune(older_than_days=days)
         self.stdout.write(f"Deleted {deleted} chat message{'s' if deleted != 1 else ''} older than {days:g} days.")
