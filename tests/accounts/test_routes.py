@@ -88,6 +88,14 @@ def test_token_refuses_bad_credentials_and_inactive_users():
     assert post(client, "/api/v1/auth/token/refresh/", {"refresh": "garbage"}).status_code == 401
 
 
+@pytest.mark.parametrize("path", ["/api/v1/auth/token/", "/api/v1/auth/token/refresh/", "/api/v1/auth/register/"])
+def test_json_nested_past_the_recursion_limit_is_a_400_not_a_500(path):
+    body = '{"username": ' + "[" * 5000 + "]" * 5000 + ', "password": "x"}'
+    response = Client().post(path, body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]
+
+
 def test_me_needs_a_token():
     client = Client()
     assert get(client, "/api/v1/auth/me/").status_code == 401

@@ -76,6 +76,13 @@ async def test_refresh_token_is_not_an_access_token(path):
     assert (error["code"], code) == ("invalid_token", 4401)
 
 
+@pytest.mark.parametrize("path", PUBLIC)
+async def test_empty_query_token_is_invalid_not_anonymous(path):
+    # `?token=` from a client that built the URL out of an empty variable: never a silent downgrade.
+    error, code = await refused(path + "?token=")
+    assert (error["code"], code) == ("invalid_token", 4401)
+
+
 async def test_bearer_subprotocol_without_token_is_invalid():
     error, code = await refused("/ws/game", subprotocols=["bearer"])
     assert (error["code"], code) == ("invalid_token", 4401)
@@ -133,7 +140,8 @@ async def test_unknown_path_refuses_handshake():
 
 async def test_ping_pong_echoes_id():
     client = await connect("/ws/game")
-    for frame_id in ("abc", 7):
+    # Integers wider than 64 bits too: §2 allows any integer of up to 64 characters.
+    for frame_id in ("abc", 7, -3, 2**64 + 1, 10**63):
         reply = await client.request({"type": "ping", "id": frame_id})
         assert reply["type"] == "pong" and reply["id"] == frame_id
         assert reply["timestamp"].endswith("Z") and len(reply["timestamp"]) == 24
@@ -217,6 +225,7 @@ async def test_rate_limit_then_abuse_close(settings):
     await client.send({"type": "ping", "id": 9})
     limited = await client.recv()
     assert limited["code"] == "rate_limited"
+    assert limited["id"] == 9  # the client can tell which request to send again
     for _ in range(5):
         await client.send({"type": "ping"})
     assert await client.expect_close() == CloseCode.RATE_LIMIT_ABUSE

@@ -640,6 +640,20 @@ async def test_delete_message_hides_it_everywhere():
     await close_all(m, a, w)
 
 
+async def test_a_deleted_private_message_is_not_delivered_to_its_offline_recipient():
+    mod, alice, bob = await moderator(), await player(), await player()
+    m, a = await chat(mod), await chat(alice)
+    await send(a, channel="private", content="kept for bob, then deleted", to=str(bob.pk))
+    deleted = await a.recv_type("chat_message")
+    await send(a, channel="private", content="kept for bob", to=str(bob.pk))
+    kept = await a.recv_type("chat_message")
+    await moderate(m, action="delete_message", message_id=deleted["message_id"])
+    b = await chat(bob)
+    assert (await b.recv_type("chat_message"))["message_id"] == kept["message_id"]
+    assert await none_of(b, "chat_message")
+    await close_all(m, a, b)
+
+
 async def test_moderating_private_and_guild_messages_works_too():
     mod, alice, bob = await moderator(), await player(), await player()
     await guild_of(alice)

@@ -380,6 +380,32 @@ async def test_party_double_action_without_round_applies_once():
         await client.close()
 
 
+async def test_solo_double_action_without_round_applies_once():
+    # The troll acts right after the player, so the player's turn comes straight back: without the
+    # implied round (of the last combat_state each connection got) the copy would take it too.
+    user, first = await player()
+    second = await connect("/ws/combat", access_token(user))
+    state = await start(first, ["troll"])
+    session_id = state["combat_session_id"]
+    await second.recv_type("combat_state")
+    frame = action(session_id, "defend")
+    await asyncio.gather(first.send({**frame, "id": 1}), second.send({**frame, "id": 2}))
+    codes = []
+    for client, frame_id in ((first, 1), (second, 2)):
+        while True:
+            got = await client.recv()
+            if got.get("id") == frame_id:
+                codes.append(got.get("code", got["type"]))
+                break
+    assert sorted(codes) == ["combat_action_result", "not_your_turn"]
+    assert len([e for e in await log_of(session_id, "action") if e["actor"] == str(user.pk)]) == 1
+    # Having seen the next turn's state, either connection acts again without `round`.
+    state = await until_turn(second, str(user.pk))
+    assert (await second.request(action(session_id, "defend", id=3)))["type"] == "combat_action_result"
+    for client in (first, second):
+        await client.close()
+
+
 # --- state requests -------------------------------------------------------------------------------
 
 

@@ -460,3 +460,84 @@ async def test_announce_command_exits_1_when_the_layer_fails(monkeypatch, hangin
     with pytest.raises(CommandError, match="refused") as failure:
         await command("announce", "hello")
     assert failure.value.returncode == 1
+
+
+# --- membership edits in the admin ------------------------------------------------------------
+
+
+async def test_guild_and_party_edited_in_the_admin_move_open_connections():
+    from accounts.models import Guild, Party
+
+    guild = await db(Guild.objects.create)(name="Edited In")
+    party = await db(Party.objects.create)(name="Edited Party")
+    member = await db(make_user)(guild=guild, party=party)
+    player = await db(make_user)()
+    listening = await connect("/ws/chat", access_token(player))
+    speaking = await connect("/ws/chat", access_token(member))
+    client = await admin_client()
+    form = {
+        "username": player.username,
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        "is_active": "on",
+        "guild": str(guild.pk),
+        "party": str(party.pk),
+    }
+    response = await client.post(f"/admin/accounts/user/{player.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    await asyncio.sleep(0.3)  # the membership control reaches the connection
+    for channel in ("guild", "party"):
+        await speaking.send({"type": "chat_message", "channel": channel, "content": f"hello {channel}"})
+        assert (await listening.recv_type("chat_message"))["content"] == f"hello {channel}"
+    # Out again: the party is left, and its messages no longer arrive.
+    response = await client.post(f"/admin/accounts/user/{player.pk}/change/", {**form, "party": ""})
+    assert response.status_code == 302
+    await asyncio.sleep(0.3)
+    await speaking.send({"type": "chat_message", "channel": "party", "content": "members only"})
+    assert await silent(listening)
+    await listening.close()
+    await speaking.close()
+
+
+async def test_deleting_a_guild_in_the_admin_moves_its_members_out():
+    from accounts.models import Guild
+
+    guild = await db(Guild.objects.create)(name="Doomed")
+    member = await db(make_user)(guild=guild)
+    chat = await connect("/ws/chat", access_token(member))
+    client = await admin_client()
+    response = await client.post(f"/admin/accounts/guild/{guild.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    await asyncio.sleep(0.3)
+    error = await chat.request({"type": "chat_message", "channel": "guild", "content": "anyone?"})
+    assert error["code"] == "forbidden"  # the connection knows it is in no guild any more
+    await chat.close()
+
+
+async def test_a_personal_event_from_another_process_is_delivered_live_or_kept(settings, monkeypatch):
+    """Embedded mode: only the server knows who is connected, so a shell's personal event goes
+    through the outbox and the server delivers it live, or keeps it for an offline user (§9)."""
+    import realtime.layers
+    from realtime.models import PendingDelivery
+    from realtime.services.game import achievement_grant
+
+    settings.WEBSOCKET_OUTBOX_POLL_INTERVAL = 0.1
+    online, offline = await db(make_user)(), await db(make_user)()
+    game = await connect("/ws/game", access_token(online))  # the server runtime polls the outbox
+    with monkeypatch.context() as as_a_shell:
+        as_a_shell.setattr(realtime.layers, "_serving", lambda: False)
+        assert await achievement_grant(user_id=online.pk, achievement="first_blood") == "queued"
+        assert await achievement_grant(user_id=offline.pk, achievement="first_blood") == "queued"
+        # Durable: kept in the outbox however long the server takes to read it.
+        await db(OutboxMessage.objects.update)(created_at=timezone.now() - timedelta(minutes=5))
+    frame = await game.recv_type("achievement", timeout=5)
+    assert frame["achievement"] == "first_blood"
+    for _ in range(50):
+        if await db(PendingDelivery.objects.filter(user=offline).exists)():
+            break
+        await asyncio.sleep(0.1)
+    later = await connect("/ws/game", access_token(offline))
+    assert (await later.recv_type("achievement"))["achievement"] == "first_blood"
+    assert not await db(PendingDelivery.objects.filter(user=online).exists)()
+    await game.close()
+    await later.close()

@@ -13,7 +13,7 @@ from django.test import AsyncClient
 
 import realtime.views.health as health_module
 from accounts.models import Guild, Party
-from realtime import groups
+from realtime import events, groups
 from realtime.runtime import ensure_runtime
 from tests.support.communicator import connect
 from tests.support.db import db
@@ -185,7 +185,25 @@ async def test_metrics_count_rate_limit_hits(settings):
     after = (await AsyncClient().get(METRICS, headers=headers)).json()
     assert after["rate_limited_total"] > before
     assert after["rate_limited"]["game"]["connection"] >= 1
+    assert after["frames"]["in"]["game"]["rate_limited"] >= 1  # refused frames are still frames in
     await client.close()
+
+
+async def test_personal_events_count_as_frames_out_of_the_endpoint_that_carried_them():
+    headers = await staff_headers()
+    user = await db(make_user)()
+    game, chat = await connect("/ws/game", access_token(user)), await connect("/ws/chat", access_token(user))
+    before = (await AsyncClient().get(METRICS, headers=headers)).json()["frames"]["out"]
+    await events.send_personal_message(user.pk, {"type": "quest_update", "step": 2})
+    for client in (game, chat):
+        await client.recv_type("quest_update")
+    after = (await AsyncClient().get(METRICS, headers=headers)).json()["frames"]["out"]
+    for endpoint in ("game", "chat"):
+        sent = after[endpoint]["quest_update"] - before.get(endpoint, {}).get("quest_update", 0)
+        assert sent == 1
+    assert "user" not in after  # a group's name is not an endpoint
+    await game.close()
+    await chat.close()
 
 
 # --- Prometheus ---------------------------------------------------------------------------------
@@ -296,9 +314,10 @@ async def test_publish_refuses_an_event_over_the_frame_limit(settings):
     assert big.status_code == 400 and "limited to 200" in big.content.decode()
 
 
-@pytest.mark.parametrize("kind", ["user", "guild", "party"])
-async def test_publish_to_something_that_does_not_exist_is_404(kind):
-    response = await publish({"target": f"{kind}:{uuid.uuid4()}", "message": {"type": "x"}}, await staff_headers())
+@pytest.mark.parametrize("target", ["user:{id}", "guild:{id}", "party:{id}", "zone:nowhere"])
+async def test_publish_to_something_that_does_not_exist_is_404(target):
+    target = target.format(id=uuid.uuid4())
+    response = await publish({"target": target, "message": {"type": "x"}}, await staff_headers())
     assert response.status_code == 404
 
 

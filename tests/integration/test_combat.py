@@ -191,6 +191,43 @@ async def test_out_of_turn_and_double_actions_in_a_party(cluster, unique):
         await client.close()
 
 
+async def test_solo_double_action_without_round_on_both_instances_applies_once(cluster, unique):
+    # The troll acts right after the player, so the player's turn is back at once: the copy that
+    # loses the first turn must not take the next one (it answers the round-1 state it was shown).
+    a, b = cluster[0], cluster[1]
+    user_id, token = await register(a, unique("twin"))
+    on_a, on_b = await open_combat(a, token), await open_combat(b, token)
+    state = await start(on_a, ["troll"])
+    session_id = state["combat_session_id"]
+    await on_b.recv_type("combat_state")
+    frame = act(session_id, "defend")
+    replies = await asyncio.gather(
+        on_a.request({**frame, "id": "via-a"}, timeout=10), on_b.request({**frame, "id": "via-b"}, timeout=10)
+    )
+    assert sorted(r.get("code", r["type"]) for r in replies) == ["combat_action_result", "not_your_turn"], replies
+    await until_turn(on_b, user_id, round=2)
+    assert len([e for e in await log(session_id, "action") if e.actor == user_id]) == 1
+    for client in (on_a, on_b):
+        await client.close()
+
+
+async def test_last_connections_closing_at_once_on_both_instances_announce_disconnected(cluster, unique):
+    a, b = cluster[0], cluster[1]
+    alice_id, alice = await register(a, unique("stay"))
+    bob_id, bob = await register(b, unique("gone"))
+    await form_party(a, alice, bob)
+    alice_a, bob_a, bob_b = await open_combat(a, alice), await open_combat(a, bob), await open_combat(b, bob)
+    state = await start(alice_a, ["troll"], with_party=True)
+    await bob_a.recv_type("combat_state")
+    await bob_b.recv_type("combat_state")
+    await asyncio.gather(bob_a.close(), bob_b.close())
+    # Well before any turn timeout, which would otherwise be the first to notice.
+    left = await alice_a.recv_type("combat_participant", timeout=TURN_TIMEOUT - 1, event="disconnected")
+    assert (left["user_id"], left["combat_session_id"]) == (bob_id, state["combat_session_id"])
+    assert await alice_a.nothing_of("combat_participant", 1.0)  # once, not once per instance
+    await alice_a.close()
+
+
 async def test_timeout_with_the_player_connected_fires_once_everywhere(cluster, unique):
     a, b = cluster[0], cluster[1]
     user_id, token = await register(a, unique("idle"))

@@ -68,3 +68,22 @@ async def test_sigterm_closes_with_1001_and_removes_records(django_db_blocker, u
         await watcher.close()
     finally:
         cluster.stop()
+
+
+async def test_a_connection_refused_while_draining_gets_1001(django_db_blocker):
+    # Redis frozen keeps the drain busy (its Redis cleanup waits out its bound) while daphne still
+    # answers handshakes: the refusal must close with 1001, which daphne's own close path cannot
+    # send (autobahn refuses it from a server, the client would see 1006).
+    with django_db_blocker.unblock():
+        cluster = Cluster(size=1).start()
+    try:
+        server = cluster[0]
+        cluster.redis.pause()
+        server.process.terminate()
+        await asyncio.sleep(0.5)
+        refused = await WsClient.open(f"{server.ws}/ws/game", expect_established=False)
+        assert (await refused.recv())["code"] == "server_shutting_down"
+        assert await refused.closed_with(5) == 1001
+    finally:
+        cluster.redis.resume()
+        cluster.stop()

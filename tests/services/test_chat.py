@@ -101,8 +101,10 @@ def test_prune_chat_history_deletes_old_messages_only():
 
 @pytest.mark.parametrize("arguments", [[], ["--days", "-1"], ["--days", "nan"], ["--days", "soon"]])
 def test_prune_chat_history_refuses_bad_arguments(arguments):
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandError) as refused:
         call_command("prune_chat_history", *arguments)
+    if arguments[1:] in (["-1"], ["nan"]):
+        assert refused.value.returncode == 2  # a usage error, like those argparse reports
 
 
 def test_prune_chat_history_help_exits_zero():
