@@ -9,6 +9,8 @@ Set RPGRT_UPDATE_SCREENSHOT=1 to write docs/screenshot.png from the first test.
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import os
 import re
 import shutil
@@ -86,6 +88,34 @@ async def seen_at(page: Page, username: str) -> tuple[float, float] | None:
     return float(await item.get_attribute("data-x")), float(await item.get_attribute("data-y"))
 
 
+async def picture(page: Page) -> dict:
+    """What the world canvas draws: {"dots": [[key, x, y]], "labels": [[text, x, y, width]]}."""
+    return json.loads(await page.locator("#world-canvas").get_attribute("data-picture") or "{}")
+
+
+async def pixel(page: Page, x: int, y: int) -> tuple[int, int, int]:
+    rgba = await page.locator("#world-canvas").evaluate(
+        "(canvas, [x, y]) => [...canvas.getContext('2d').getImageData(x, y, 1, 1).data]", [x, y]
+    )
+    return tuple(rgba[:3])
+
+
+async def drawn_apart(page: Page, *keys: str) -> dict | None:
+    """The picture once the dots of `keys` are drawn side by side (not on top of each other),
+    each in its own colour, and no two names overlap; None until then (dots ease into place)."""
+    shown = await picture(page)
+    dots = {key: (x, y) for key, x, y in shown.get("dots", [])}
+    if not all(key in dots for key in keys):
+        return None
+    if any(math.dist(dots[a], dots[b]) < 14 for a in keys for b in keys if a < b):
+        return None  # dots have a radius of 7
+    labels = shown["labels"]
+    for i, (_, x1, y1, w1) in enumerate(labels):
+        for _, x2, y2, w2 in labels[i + 1 :]:
+            assert abs(y1 - y2) >= 14 or abs(x1 - x2) * 2 >= w1 + w2, labels
+    return shown
+
+
 async def walk(page: Page, key: str, seconds: float) -> None:
     await page.locator("#world-canvas").click()  # focus off any text field: keys walk
     await page.keyboard.down(key)
@@ -160,6 +190,23 @@ async def test_two_players_chat_walk_group_up_and_fight(play_server, browser):
     await bob.click("#party-box form[data-action=party-join-id] button")
     await expect(bob.locator("#party-box h3")).to_have_text("Party: Heroes")
     await expect(bob.locator('#chat-tabs button[data-key="party"]')).to_be_enabled()
+    # Alice is told nothing about the join, but bob's page announces his status to his new
+    # party, and hers loads the roster when it names someone new: no waiting for the poll.
+    await expect(alice.locator('#party-box ul.members li[data-status="online"]', has_text="bob")).to_have_count(
+        1, timeout=5_000
+    )
+
+    # A guild founded meanwhile shows in bob's list as soon as he turns to the join controls,
+    # and that reload keeps what he was typing (and the focus).
+    _, erin_token = await asyncio.to_thread(server.register, "erin")
+    status, _ = await asyncio.to_thread(server.request, "POST", "/api/v1/guilds/", {"name": "Night Owls"}, erin_token)
+    assert status == 201
+    join_id = bob.locator("#guild-box form[data-action=guild-join-id] input")
+    await join_id.fill("half-typed")
+    await expect(bob.locator('#guild-box li[data-name="Night Owls"]')).to_have_count(1, timeout=6_000)
+    await expect(join_id).to_have_value("half-typed")
+    await expect(join_id).to_be_focused()
+    await join_id.fill("")
     await bob.click('#guild-box li[data-name="Lantern Keepers"] button')
     await expect(bob.locator("#guild-box h3")).to_have_text("Guild: Lantern Keepers")
     await expect(bob.locator('#chat-tabs button[data-key="guild"]')).to_be_enabled()
@@ -182,6 +229,13 @@ async def test_two_players_chat_walk_group_up_and_fight(play_server, browser):
 
     # Both stand at the spawn point; alice whispers to bob from the players nearby.
     await expect(alice.locator('#world-players li[data-username="bob"]')).to_have_count(1)
+    # On the map both dots and both names show, side by side rather than on top of each other.
+    bob_id = await alice.locator('#world-players li[data-username="bob"]').get_attribute("data-user-id")
+    shown = await eventually(lambda: drawn_apart(alice, alice_id, bob_id))
+    assert {label[0] for label in shown["labels"]} == {"alice (you)", "bob"}
+    dots = {key: (x, y) for key, x, y in shown["dots"]}
+    assert await pixel(alice, *dots[alice_id]) == (255, 209, 102)  # her own dot, yellow
+    assert await pixel(alice, *dots[bob_id]) == (111, 179, 255)  # the others', blue
     await alice.click('#world-players li[data-username="bob"] button')
     await expect(alice.locator("#chat-tabs .tab.active")).to_have_text("@bob")
     await alice.fill("#chat-input", "psst, bring potions")
@@ -276,9 +330,31 @@ async def test_two_players_chat_walk_group_up_and_fight(play_server, browser):
     assert sorted(traffic.sockets) == sorted(f"{server.ws}/ws/{endpoint}" for endpoint in ENDPOINTS for _ in "ab")
     assert traffic.page_errors == []
 
+    # Alice in a second window: it takes her player to the spawn point, and the first window
+    # says so at once (no key pressed), showing her there as held elsewhere; she takes it back.
+    second_traffic = Traffic()
+    second = await open_page(browser, server, second_traffic)
+    await submit_auth(second, "login", "alice", PASSWORD)
+    await connected(second)
+    await expect(alice.locator("#world-banner")).to_contain_text("Another window took over", timeout=5_000)
+    await expect(alice.locator("#world-canvas")).to_have_attribute("data-controlling", "false")
+    await eventually(lambda: _contains(picture(alice), "alice (you, other window)"))
+    await alice.click("#world-banner button")
+    await expect(alice.locator("#world-banner")).to_be_hidden()
+    await expect(second.locator("#world-banner")).to_contain_text("Another window took over", timeout=5_000)
+    assert traffic.page_errors == second_traffic.page_errors == []
+
 
 async def _equals(awaitable, expected):
     return await awaitable == expected
+
+
+async def _match(pattern: re.Pattern, awaitable) -> re.Match | None:
+    return pattern.match(await awaitable)
+
+
+async def _contains(awaitable, label: str) -> bool:
+    return label in [text for text, *_ in (await awaitable).get("labels", [])]
 
 
 async def _screenshot(page: Page) -> None:
@@ -407,22 +483,47 @@ async def test_reconnects_resync_and_token_renewal(flaky_server, browser):
     await expect(carol.locator("#combat")).to_have_attribute("data-status", "active")
     session_id = await carol.locator("#combat").get_attribute("data-session-id")
     await asyncio.to_thread(server.terminate, 20)
-    await expect(carol.locator('.conn[data-endpoint="world"]')).not_to_have_attribute("data-state", "open")
+    world_pill = carol.locator('.conn[data-endpoint="world"]')
+    await expect(world_pill).not_to_have_attribute("data-state", "open")
+    # While down: no combat buttons, no turn countdown, and words a player understands.
+    await expect(carol.locator("#combat-attack")).to_be_disabled()
+    await expect(carol.locator("#combat-timer")).to_have_text("Connection lost — the fight resumes when you reconnect")
+    # Down longer than a token lasts (8 s): the scheduled refresh fails meanwhile, and must be
+    # tried again, or done before reconnecting, rather than reconnect with an expired token.
+    await asyncio.sleep(9)
+    waiting = re.compile(r"^(Server restarting|Connection lost|Cannot reach the server) — reconnecting in (\d+) s$")
+    found = await eventually(lambda: _match(waiting, world_pill.locator(".conn-detail").inner_text()))
+    assert int(found.group(2)) <= 18, found.group(0)  # the wait is capped, jitter included
+    await expect(world_pill).to_have_attribute("title", re.compile(r"close code (1001|1006)"))
+    await expect(carol.locator("#reconnect-now")).to_be_visible()
     await asyncio.to_thread(server.start)
+    # No need to wait out the backoff. (Clicked from script: the sockets may beat us to it.)
+    await carol.locator("#reconnect-now").evaluate("button => button.click()")
     await connected(carol)
     await expect(carol.locator("#combat")).to_have_attribute("data-session-id", session_id)
     await expect(carol.locator("#combat")).to_have_attribute("data-status", "active")
     await eventually(lambda: _equals(position(carol), ("starter_town", 500, 500)))
+    await expect(carol.locator("#reconnect-now")).to_be_hidden()
+    for endpoint in ENDPOINTS:
+        expired = await asyncio.to_thread(
+            metric, server, "rpgrealtime_ws_errors_total", code="token_expired", endpoint=endpoint
+        )
+        assert expired == 0, endpoint
 
     # 4403 (kicked or banned): stop, say why, and do not come back by itself.
     before = await connects(carol, "chat")
     await chat_routes[-1].close(code=4403, reason="You were kicked.")
     await expect(chat_pill).to_have_attribute("data-state", "stopped")
     await expect(chat_pill).to_have_attribute("title", re.compile("4403"))
-    await expect(carol.locator(".toast-error", has_text="/ws/chat stopped")).to_have_count(1)
+    await expect(chat_pill.locator(".conn-detail")).to_have_text("You were kicked.")
+    await expect(carol.locator(".toast-error", has_text="Chat connection stopped")).to_have_count(1)
     await asyncio.sleep(2)
     assert await connects(carol, "chat") == before
     assert len([url for url in traffic.sockets if url.endswith("/ws/chat")]) == len(chat_routes)
+    # A person may decide to come back: "Reconnect now" does.
+    await carol.click("#reconnect-now")
+    await expect(chat_pill).to_have_attribute("data-state", "open")
+    assert await connects(carol, "chat") == before + 1
 
     assert_no_token_in(traffic)
     assert traffic.page_errors == []

@@ -4,6 +4,10 @@
 // WebSockets, never in a URL: URLs end up in logs, history and Referer headers.
 
 const STORAGE_KEY = "rpgrealtime.session";
+// A scheduled refresh that fails for want of a server (down, restarting, offline) is tried
+// again: 1 s doubling to 15 s, with jitter, so many pages coming back do not all ask at once.
+const RETRY_INITIAL_MS = 1_000;
+const RETRY_MAX_MS = 15_000;
 
 export class HttpError extends Error {
   constructor(status, body) {
@@ -74,12 +78,20 @@ export class Auth extends EventTarget {
     this.refreshToken = null;
     this.userId = null;
     this.refreshes = 0;
+    this.refreshAt = 0; // when (our clock) the access token is due for renewal
     this._timer = null;
     this._refreshing = null;
+    this._retryMs = RETRY_INITIAL_MS;
   }
 
   get loggedIn() {
     return Boolean(this.access);
+  }
+
+  // Past the time it should have been renewed (a refresh failed, or the computer slept): a
+  // connection opened with it now would soon, or at once, be closed with 4401.
+  get stale() {
+    return Date.now() >= this.refreshAt;
   }
 
   async login(username, password) {
@@ -130,6 +142,7 @@ export class Auth extends EventTarget {
   end(reason = "") {
     const wasIn = this.loggedIn || this.refreshToken;
     clearTimeout(this._timer);
+    this.refreshAt = 0;
     this.access = this.refreshToken = this.userId = null;
     this.storage.removeItem(STORAGE_KEY);
     if (wasIn) this.dispatchEvent(new CustomEvent("ended", { detail: reason }));
@@ -156,8 +169,28 @@ export class Auth extends EventTarget {
     // rather than from `exp`, so a skewed client clock does not matter.
     const lifetime = Math.max(1, exp - iat);
     const lead = Math.min(60, lifetime / 4);
+    const delayMs = Math.max(1, lifetime - lead) * 1000;
+    this.refreshAt = Date.now() + delayMs;
+    this._retryMs = RETRY_INITIAL_MS;
+    this._refreshLater(delayMs);
+  }
+
+  _refreshLater(delayMs) {
     clearTimeout(this._timer);
-    this._timer = setTimeout(() => this.refresh().catch(() => {}), Math.max(1, lifetime - lead) * 1000);
+    this._timer = setTimeout(() => this._refreshInBackground(), delayMs);
+  }
+
+  // The scheduled refresh. Success schedules the next one (_accept); a refused refresh token
+  // ends the session (refresh); anything else (no server) is tried again after a while.
+  async _refreshInBackground() {
+    try {
+      await this.refresh();
+    } catch {
+      if (!this.refreshToken) return;
+      const delayMs = this._retryMs * (0.5 + Math.random()); // ±50 % jitter
+      this._retryMs = Math.min(this._retryMs * 2, RETRY_MAX_MS);
+      this._refreshLater(delayMs);
+    }
   }
 }
 

@@ -32,21 +32,55 @@ function showLogin(message = "") {
   $("#auth-form input[name=username]").focus();
 }
 
-function watchConnection(endpoint) {
+// The pill's line for people ("Connection lost — reconnecting in 12 s"); the close code and
+// the server's own words are in its tooltip.
+function pillText(endpoint, now = Date.now()) {
+  const { state, reason, retryAt } = endpoint;
+  if (state === "open") return "";
+  if (state === "waiting" && retryAt) {
+    const seconds = Math.max(1, Math.ceil((retryAt - now) / 1000));
+    return `${reason} — reconnecting in ${seconds} s`;
+  }
+  return state === "connecting" ? `${reason}…` : reason;
+}
+
+function renderPill(endpoint) {
   const pill = $(`.conn[data-endpoint="${endpoint.name}"]`);
-  endpoint.onState((state, detail) => {
-    pill.dataset.state = state;
-    pill.dataset.connects = String(endpoint.connects);
-    pill.title = `/ws/${endpoint.name}: ${state}${detail ? ` — ${detail}` : ""}`;
-    $(".conn-detail", pill).textContent = state === "open" ? "" : detail;
-    if (state === "stopped" && detail && detail !== "logged out" && detail !== "client stopping") {
-      toast(`/ws/${endpoint.name} stopped: ${detail}`, { kind: "error", title: "Disconnected" });
+  const text = pillText(endpoint);
+  pill.dataset.state = endpoint.state;
+  pill.dataset.connects = String(endpoint.connects);
+  const code = endpoint.closeCode ? `close code ${endpoint.closeCode}` : "";
+  pill.title = [`/ws/${endpoint.name}`, text || "connected", code, endpoint.technical].filter(Boolean).join(" — ");
+  $(".conn-detail", pill).textContent = text;
+}
+
+// Connections the player can hurry along: waiting to retry, or stopped while still logged in.
+function stuckEndpoints() {
+  if (!session || !auth.loggedIn) return [];
+  return Object.values(session.endpoints).filter((e) => e.state === "waiting" || e.state === "stopped");
+}
+
+function renderConnections() {
+  if (session) for (const endpoint of Object.values(session.endpoints)) renderPill(endpoint);
+  $("#reconnect-now").hidden = !stuckEndpoints().length;
+}
+
+function watchConnection(endpoint) {
+  endpoint.onState((state, reason) => {
+    renderConnections();
+    if (state === "stopped" && reason !== "Logged out") {
+      const name = endpoint.name[0].toUpperCase() + endpoint.name.slice(1);
+      toast(`${name} connection stopped: ${reason}`, { kind: "error", title: "Disconnected" });
     }
   });
   endpoint.onUnhandledError = (frame) => {
     if (QUIET_ERRORS.has(frame.code)) return;
     toast(describeError(frame), { kind: "error", title: `/ws/${endpoint.name}` });
   };
+}
+
+function reconnectNow() {
+  for (const endpoint of stuckEndpoints()) endpoint.reconnectNow();
 }
 
 async function startGame() {
@@ -80,7 +114,12 @@ async function startGame() {
         panels.combat.setMembership(updated);
       },
     });
+    // Someone speaking in guild or party chat whom the roster does not list has just joined.
+    for (const type of ["chat_message", "typing"]) {
+      endpoints.chat.on(type, (frame) => panels.game.noticeMember(frame.channel, frame.user_id));
+    }
     session = { me, endpoints, panels };
+    renderConnections();
     gameLog(`Welcome, ${me.username}.`);
   }
   for (const endpoint of Object.values(session.endpoints)) endpoint.start();
@@ -94,9 +133,16 @@ auth.addEventListener("refreshed", () => {
 });
 
 auth.addEventListener("ended", (event) => {
-  if (session) for (const endpoint of Object.values(session.endpoints)) endpoint.stop("logged out");
+  if (session) for (const endpoint of Object.values(session.endpoints)) endpoint.stop("Logged out");
   showLogin(event.detail);
 });
+
+$("#reconnect-now").addEventListener("click", reconnectNow);
+// The network is back: no point waiting out a backoff that started while it was down.
+window.addEventListener("online", () => {
+  for (const endpoint of stuckEndpoints()) if (endpoint.state === "waiting") endpoint.reconnectNow();
+});
+setInterval(renderConnections, 1_000); // the "reconnecting in N s" countdowns
 
 $("#logout").addEventListener("click", () => {
   auth.end("");

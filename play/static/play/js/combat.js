@@ -61,6 +61,11 @@ export class Combat {
       button.addEventListener("click", () => this.act(action));
     }
     setInterval(() => this._tick(), 250);
+    // While the socket is down an action cannot reach the server: no buttons, no countdown.
+    socket.onState(() => {
+      this.renderActions();
+      this._tick();
+    });
 
     socket.on("connection_established", (frame) => this._connected(frame));
     socket.on("combat_state", (frame) => this._state(frame));
@@ -286,7 +291,7 @@ export class Combat {
   }
 
   renderActions() {
-    const enabled = this._myTurn() && !this.acting;
+    const enabled = this._myTurn() && !this.acting && this.socket.state === "open";
     this.buttons.attack.disabled = !enabled || !this.target;
     this.buttons.defend.disabled = !enabled;
     this.buttons.flee.disabled = !enabled;
@@ -298,6 +303,14 @@ export class Combat {
     if (!state || state.status !== "active" || this.over) {
       this.timer.textContent = "";
       this.timer.dataset.remaining = "";
+      return;
+    }
+    this.timer.classList.toggle("offline", this.socket.state !== "open");
+    if (this.socket.state !== "open") {
+      // The server keeps the fight (and resends it when we are back); its clock is not ours to show.
+      this.timer.textContent = "Connection lost — the fight resumes when you reconnect";
+      this.timer.dataset.remaining = "";
+      this.timer.classList.remove("urgent");
       return;
     }
     const actor = state.turn.actor === this.me.id ? "Your turn" : `${this._name(state.turn.actor)}'s turn`;

@@ -2,12 +2,17 @@
 // party members, the player's own status, and guild/party management over HTTP.
 //
 // Presence events only report changes, so the panel starts from the roster route's snapshot
-// and refreshes it after membership changes and reconnects.
+// and loads it again after membership changes and reconnects, when an event names a member it
+// does not list, when the player turns to the guild and party controls, and now and then.
 
 import { CONNECTION_ERRORS } from "./socket.js";
 import { $, clock, describeError, el, toast } from "./ui.js";
 
-const ROSTER_REFRESH_MS = 20_000; // nobody is told when someone joins *your* party: look again now and then
+// Nobody is told when a group is founded or someone leaves one: look again now and then.
+const ROSTER_POLL_MS = 20_000;
+// Loads asked for by events, focus or hover: one at a time, at most one per this interval.
+const ROSTER_MIN_GAP_MS = 3_000;
+const SCOPES = ["guild", "party"];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class Game {
@@ -19,6 +24,10 @@ export class Game {
     this.onWhisper = onWhisper;
     this.onMembership = onMembership; // (me) after the player's guild or party changed
     this.roster = null;
+    this._loading = null; // the load in flight
+    this._again = false; // asked for while loading: load once more when it is done
+    this._loadedAt = 0;
+    this._soon = null;
     this.statusSelect = $("#status-select");
     this.statusSelect.addEventListener("change", () => this.setStatus(this.statusSelect.value));
 
@@ -49,10 +58,26 @@ export class Game {
       toast(describeError(frame), { kind: "error", title: "Game" });
       return true;
     });
+    for (const scope of SCOPES) {
+      // The join list is only as fresh as the last load: look again when the player turns to it.
+      const box = $(`#${scope}-box`);
+      box.addEventListener("focusin", () => this.refreshSoon());
+      box.addEventListener("pointerenter", () => this.refreshSoon());
+    }
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden) this.refreshSoon();
+    });
     setInterval(() => {
-      if (!document.hidden) this.refresh();
-    }, ROSTER_REFRESH_MS);
+      if (!document.hidden) this.refreshSoon();
+    }, ROSTER_POLL_MS);
     this.refresh();
+  }
+
+  // Someone spoke in guild or party chat: a member the roster does not list has just joined.
+  noticeMember(scope, userId) {
+    if (!SCOPES.includes(scope) || !userId || userId === this.me.id || !this.roster) return;
+    const members = this.roster[scope]?.members || [];
+    if (!members.some((member) => member.id === userId)) this.refreshSoon();
   }
 
   async setStatus(status) {
@@ -63,13 +88,46 @@ export class Game {
     }
   }
 
-  async refresh() {
-    try {
-      this.roster = await this.api.roster();
-      this.render();
-    } catch (error) {
-      this.log(`Could not load the roster: ${error.message}`);
+  // Load the roster now; asked again while loading, load once more after (and resolve then),
+  // so a caller that just changed a membership sees the change.
+  refresh() {
+    if (this._loading) {
+      this._again = true;
+      return this._loading;
     }
+    this._loading = this._load().finally(() => {
+      this._loading = null;
+    });
+    return this._loading;
+  }
+
+  async _load() {
+    do {
+      this._again = false;
+      this._loadedAt = Date.now();
+      clearTimeout(this._soon); // whoever asked for a load soon gets this one
+      this._soon = null;
+      try {
+        this.roster = await this.api.roster();
+        this.render();
+      } catch (error) {
+        this.log(`Could not load the roster: ${error.message}`);
+      }
+    } while (this._again);
+  }
+
+  // Load soon, but not more than once per ROSTER_MIN_GAP_MS however many events ask.
+  refreshSoon() {
+    if (this._soon) return;
+    const wait = this._loadedAt + ROSTER_MIN_GAP_MS - Date.now();
+    if (wait <= 0) {
+      this.refresh();
+      return;
+    }
+    this._soon = setTimeout(() => {
+      this._soon = null;
+      this.refresh();
+    }, wait);
   }
 
   _status(frame) {
@@ -84,12 +142,12 @@ export class Game {
       }
     }
     if (known) this.render();
-    else if (frame.user_id !== this.me.id) this.refresh(); // someone new in the guild or party
+    else if (frame.user_id !== this.me.id) this.refreshSoon(); // someone new in the guild or party
   }
 
   // --- membership over HTTP -------------------------------------------------------------
 
-  async _change(action, successText) {
+  async _change(action, successText, { announce = false } = {}) {
     const error = $("#social-error");
     error.textContent = "";
     try {
@@ -97,6 +155,9 @@ export class Game {
       this.log(successText);
       this.me = await this.api.me();
       this.onMembership(this.me);
+      // Joining tells the group nothing; our status does (player_status goes to guild and party
+      // members), and their pages load their roster when it names someone new.
+      if (announce) this.socket.send({ type: "set_status", status: this.statusSelect.value });
       await this.refresh();
     } catch (failure) {
       error.textContent = failure.message;
@@ -111,7 +172,7 @@ export class Game {
       return;
     }
     const call = scope === "guild" ? this.api.guildJoin : this.api.partyJoin;
-    this._change(() => call(trimmed), `You joined a ${scope}.`);
+    this._change(() => call(trimmed), `You joined a ${scope}.`, { announce: true });
   }
 
   // --- rendering ------------------------------------------------------------------------
@@ -119,42 +180,62 @@ export class Game {
   render() {
     const roster = this.roster;
     if (!roster) return;
-    $("#guild-box").replaceChildren(...this._groupBox("guild", roster.guild, roster.guilds).filter(Boolean));
-    $("#party-box").replaceChildren(...this._groupBox("party", roster.party, roster.parties).filter(Boolean));
+    this._renderBox("guild", roster.guild, roster.guilds);
+    this._renderBox("party", roster.party, roster.parties);
   }
 
-  _groupBox(scope, group, others) {
-    const title = scope === "guild" ? "Guild" : "Party";
-    if (group) {
-      return [
-        el("h3", {}, `${title}: ${group.name}`),
-        el(
-          "p",
-          { class: "group-id" },
-          "id ",
-          el("code", { dataset: { scope } }, group.id),
-          el(
-            "button",
-            { type: "button", class: "small", onclick: () => navigator.clipboard?.writeText(group.id) },
-            "copy",
-          ),
-          el(
-            "button",
-            {
-              type: "button",
-              class: "small danger",
-              dataset: { action: `${scope}-leave` },
-              onclick: () => {
-                const leave = scope === "guild" ? this.api.guildLeave : this.api.partyLeave;
-                this._change(leave, `You left the ${scope}.`);
-              },
-            },
-            "leave",
-          ),
-        ),
-        el("ul", { class: "members", dataset: { scope } }, ...group.members.map((m) => this._member(m, group))),
-      ];
+  // A box is rebuilt only when the player's group changes, and its lists only when they change:
+  // a load must not wipe a name being typed, take the focus, or pull a button from under a click.
+  _renderBox(scope, group, others) {
+    const box = $(`#${scope}-box`);
+    const shape = group ? `member:${group.id}` : "none";
+    if (box.dataset.shape !== shape) {
+      box.dataset.shape = shape;
+      box.replaceChildren(...(group ? this._memberBox(scope, group) : this._joinBox(scope)));
     }
+    if (group) {
+      $("h3", box).textContent = `${scope === "guild" ? "Guild" : "Party"}: ${group.name}`;
+      replaceIfChanged($("ul.members", box), group, () => group.members.map((m) => this._member(m, group)));
+      return;
+    }
+    const list = $("ul.joinable", box);
+    list.hidden = !others.length;
+    replaceIfChanged(list, others, () => others.map((other) => this._joinable(scope, other)));
+  }
+
+  _memberBox(scope, group) {
+    return [
+      el("h3", {}),
+      el(
+        "p",
+        { class: "group-id" },
+        "id ",
+        el("code", { dataset: { scope } }, group.id),
+        el(
+          "button",
+          { type: "button", class: "small", onclick: () => navigator.clipboard?.writeText(group.id) },
+          "copy",
+        ),
+        el(
+          "button",
+          {
+            type: "button",
+            class: "small danger",
+            dataset: { action: `${scope}-leave` },
+            onclick: () => {
+              const leave = scope === "guild" ? this.api.guildLeave : this.api.partyLeave;
+              this._change(leave, `You left the ${scope}.`);
+            },
+          },
+          "leave",
+        ),
+      ),
+      el("ul", { class: "members", dataset: { scope } }),
+    ];
+  }
+
+  _joinBox(scope) {
+    const title = scope === "guild" ? "Guild" : "Party";
     const nameInput = el("input", {
       name: "name",
       placeholder: `${title} name`,
@@ -191,21 +272,17 @@ export class Game {
         idInput,
         el("button", {}, "Join"),
       ),
-      others.length
-        ? el(
-            "ul",
-            { class: "joinable", dataset: { scope } },
-            ...others.map((other) =>
-              el(
-                "li",
-                { dataset: { id: other.id, name: other.name } },
-                `${other.name} (${other.members})`,
-                el("button", { type: "button", class: "small", onclick: () => this._join(scope, other.id) }, "join"),
-              ),
-            ),
-          )
-        : null,
+      el("ul", { class: "joinable", dataset: { scope } }),
     ];
+  }
+
+  _joinable(scope, other) {
+    return el(
+      "li",
+      { dataset: { id: other.id, name: other.name } },
+      `${other.name} (${other.members})`,
+      el("button", { type: "button", class: "small", onclick: () => this._join(scope, other.id) }, "join"),
+    );
   }
 
   _member(member, group) {
@@ -225,4 +302,13 @@ export class Game {
       el("span", { class: "status-text" }, member.status),
     );
   }
+}
+
+const shownData = new WeakMap(); // list element → JSON of what it shows
+
+function replaceIfChanged(list, data, build) {
+  const key = JSON.stringify(data);
+  if (shownData.get(list) === key) return;
+  shownData.set(list, key);
+  list.replaceChildren(...build());
 }

@@ -3,7 +3,9 @@
 // the close codes (4401 → new token first, 4403 → stop, others → back off with jitter).
 
 const BACKOFF_INITIAL_MS = 500;
-const BACKOFF_MAX_MS = 30_000;
+// With ±50 % jitter a wait is at most 18 s: long enough to spread a crowd coming back after a
+// restart, short enough that a player does not give up on the page.
+const BACKOFF_MAX_MS = 12_000;
 const ABUSE_PAUSE_MS = 10_000; // 4429: the server wants us gone for a while
 const REQUEST_TIMEOUT_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 15_000; // a handshake, or connection_established, that never comes
@@ -20,6 +22,23 @@ export const Close = Object.freeze({
   SLOW_CONSUMER: 4413,
   RATE_LIMIT_ABUSE: 4429,
 });
+
+// What a close means to a player. The code itself goes in the status tooltip.
+const CLOSE_WORDS = {
+  1000: "Connection closed",
+  1001: "Server restarting",
+  1011: "Server error",
+  1012: "Server restarting",
+  1013: "Server busy",
+  4401: "Signing in again",
+  4408: "Connection timed out",
+  4413: "Connection too slow",
+  4429: "Too many messages",
+};
+
+export function closeWords(code) {
+  return CLOSE_WORDS[code] || "Connection lost"; // 1006 and the rest: the network dropped it
+}
 
 // Errors about the connection itself (sent before a close, or at connect): the connection
 // status shows them; panels leave them alone.
@@ -49,13 +68,19 @@ export function websocketBase(location = window.location) {
 }
 
 // States: idle → connecting → open → (waiting → connecting → open)* → stopped.
+// Besides the state: `reason` (for people: "Server restarting"), `closeCode` (of the last close,
+// until open again), `technical` (the server's words, or what failed) and, while waiting,
+// `retryAt` (when the next attempt starts).
 export class Endpoint {
   constructor(name, { auth, base = websocketBase() }) {
     this.name = name;
     this.auth = auth;
     this.url = `${base}/ws/${name}`;
     this.state = "idle";
-    this.detail = "";
+    this.reason = "";
+    this.closeCode = null;
+    this.technical = "";
+    this.retryAt = null;
     this.connects = 0; // connection_established frames seen: > 1 means we reconnected
     this.clockOffsetMs = 0; // server clock minus ours, from connection_established
     this.lastError = null; // the last connection-level error frame: why the server is closing
@@ -68,6 +93,7 @@ export class Endpoint {
     this._backoff = BACKOFF_INITIAL_MS;
     this._authFailures = 0;
     this._retryTimer = null;
+    this._attempt = 0; // bumped by every connect and drop: a late token renewal checks it
     this._watchdog = null;
     this._heartbeatMs = 30_000;
   }
@@ -82,7 +108,7 @@ export class Endpoint {
 
   onState(handler) {
     this._stateListeners.push(handler);
-    handler(this.state, this.detail, this);
+    handler(this.state, this.reason, this);
   }
 
   serverNow() {
@@ -95,10 +121,20 @@ export class Endpoint {
     if (this.state === "idle" || this.state === "stopped") this._connect();
   }
 
-  stop(reason = "") {
+  stop(reason = "Stopped") {
     clearTimeout(this._retryTimer);
     this._drop(Close.NORMAL, "client stopping");
     this._setState("stopped", reason);
+  }
+
+  // The player asked (the "Reconnect now" button): skip the wait, and give a stopped connection
+  // (kicked, or sign-in refused) one more chance, since a person decided.
+  reconnectNow() {
+    const stuck = this.state === "waiting" || (this.state === "stopped" && this.auth.loggedIn);
+    if (!stuck) return;
+    this._backoff = BACKOFF_INITIAL_MS;
+    this._authFailures = 0;
+    this._reconnectNow(true);
   }
 
   // A new access token: hand it to the open connection (`token_refresh`), so it outlives the old
@@ -113,37 +149,59 @@ export class Endpoint {
     this._reconnectNow();
   }
 
-  _reconnectNow() {
-    if (this.state === "stopped" || this.state === "idle") return;
+  _reconnectNow(evenIfStopped = false) {
+    if (this.state === "idle" || (this.state === "stopped" && !evenIfStopped)) return;
     clearTimeout(this._retryTimer);
-    this._drop(Close.NORMAL, "token renewed");
+    this._drop(Close.NORMAL, "reconnecting");
     this._connect();
   }
 
   _connect() {
-    const token = this.auth.access;
-    if (!token) {
-      this._setState("stopped", "logged out");
+    this._attempt += 1;
+    const attempt = this._attempt;
+    if (!this.auth.access) {
+      this._setState("stopped", "Logged out");
       return;
     }
-    this._setState("connecting", "");
+    if (!this.auth.stale) {
+      this._open(this.auth.access);
+      return;
+    }
+    // Past its renewal time (a refresh failed while the server was away, or the computer slept):
+    // the server would refuse it with 4401 token_expired, so renew it first.
+    this._setState("connecting", "Renewing the sign-in");
+    this.auth.refresh().then(
+      () => {
+        if (attempt === this._attempt) this._open(this.auth.access);
+      },
+      (error) => {
+        if (attempt !== this._attempt) return;
+        if (!this.auth.loggedIn) this._setState("stopped", "Logged out");
+        else this._scheduleReconnect("Cannot reach the server", `token refresh failed: ${error.message}`);
+      },
+    );
+  }
+
+  _open(token) {
+    this._setState("connecting", "Connecting");
     this.lastError = null;
     let ws;
     try {
       ws = new WebSocket(this.url, ["bearer", token]);
     } catch (error) {
-      this._scheduleReconnect(`cannot connect: ${error.message}`);
+      this._scheduleReconnect("Cannot connect", error.message);
       return;
     }
     this._ws = ws;
     ws.onmessage = (event) => this._receive(ws, event.data);
     ws.onclose = (event) => this._closed(ws, event.code, event.reason);
     ws.onerror = () => {}; // always followed by a close event, which decides what to do
-    this._armWatchdog(CONNECT_TIMEOUT_MS, "no answer from the server");
+    this._armWatchdog(CONNECT_TIMEOUT_MS, "no handshake or connection_established in time");
   }
 
   // Detach and close a socket without reacting to its close event.
   _drop(code, reason) {
+    this._attempt += 1;
     const ws = this._ws;
     this._ws = null;
     clearTimeout(this._watchdog);
@@ -159,63 +217,67 @@ export class Endpoint {
     this._ws = null;
     clearTimeout(this._watchdog);
     this._failPending("not_connected", "The connection was closed.");
-    const why = this.lastError?.message || reason || `closed with ${code}`;
+    this.closeCode = code;
+    const technical = this.lastError?.message || reason || "";
     if (code === Close.FORBIDDEN) {
-      // Banned or kicked: a person must decide, not a retry loop.
-      this._setState("stopped", `refused (4403): ${why}`);
+      // Banned or kicked: a person must decide, not a retry loop. The server's words say why.
+      this._setState("stopped", technical || "Refused by the server", { technical: "" });
       return;
     }
     if (code === Close.UNAUTHORIZED) {
       this._authFailures += 1;
       if (this._authFailures > MAX_AUTH_FAILURES) {
-        this._setState("stopped", `authentication keeps failing: ${why}`);
+        this._setState("stopped", "Sign-in refused", { technical });
         return;
       }
       // Expired or refused token: get a new one, then reconnect (at once the first time).
-      this._setState("waiting", "renewing the token");
+      this._setState("waiting", closeWords(code), { technical });
       this.auth.refresh().then(
         () => {
           if (this.state !== "waiting") return;
-          if (this._authFailures > 1) this._scheduleReconnect(why);
+          if (this._authFailures > 1) this._scheduleReconnect(closeWords(code), technical);
           else this._connect();
         },
-        () => {
+        (error) => {
           // Refused: the session is over (the app shows the login). Unreachable: try later.
-          if (this.auth.loggedIn) this._scheduleReconnect("cannot renew the token");
-          else this._setState("stopped", "logged out");
+          if (!this.auth.loggedIn) this._setState("stopped", "Logged out");
+          else this._scheduleReconnect("Cannot reach the server", `token refresh failed: ${error.message}`);
         },
       );
       return;
     }
     // 1001 (going away), 4408 (heartbeat), 4413 (slow), 1006 (network) and the rest: come back.
-    this._scheduleReconnect(why, code === Close.RATE_LIMIT_ABUSE ? ABUSE_PAUSE_MS : 0);
+    this._scheduleReconnect(closeWords(code), technical, code === Close.RATE_LIMIT_ABUSE ? ABUSE_PAUSE_MS : 0);
   }
 
-  _scheduleReconnect(why, atLeastMs = 0) {
+  _scheduleReconnect(reason, technical, atLeastMs = 0) {
     const delay = Math.max(atLeastMs, this._backoff * (0.5 + Math.random())); // ±50 % jitter
     this._backoff = Math.min(this._backoff * 2, BACKOFF_MAX_MS);
-    const seconds = Math.max(1, Math.round(delay / 1000));
-    this._setState("waiting", `${why}; reconnecting in ${seconds} s`);
     clearTimeout(this._retryTimer);
     this._retryTimer = setTimeout(() => this._connect(), delay);
+    this._setState("waiting", reason, { technical, retryAt: Date.now() + delay });
   }
 
   // No frame at all for two heartbeat intervals: the path to the server is dead even if the
   // browser has not noticed (a proxy or NAT dropped it). Reconnect instead of waiting forever.
-  _armWatchdog(ms = this._heartbeatMs * 2 + 5_000, why = "no heartbeat from the server") {
+  _armWatchdog(ms = this._heartbeatMs * 2 + 5_000, technical = `nothing heard for ${ms / 1000} s`) {
     clearTimeout(this._watchdog);
     const ws = this._ws;
     this._watchdog = setTimeout(() => {
       if (ws !== this._ws) return;
       this._drop(Close.NORMAL, "silent connection");
-      this._scheduleReconnect(why);
+      this._scheduleReconnect("No answer from the server", technical);
     }, ms);
   }
 
-  _setState(state, detail) {
+  _setState(state, reason, { technical, retryAt = null } = {}) {
     this.state = state;
-    this.detail = detail;
-    for (const handler of this._stateListeners) handler(state, detail, this);
+    this.reason = reason;
+    // What went wrong stays on show while connecting again; an open connection clears it.
+    if (state === "open") this.closeCode = null;
+    this.technical = technical ?? (state === "open" ? "" : this.technical);
+    this.retryAt = retryAt;
+    for (const handler of this._stateListeners) handler(state, reason, this);
   }
 
   // --- frames -----------------------------------------------------------------------------
@@ -241,7 +303,7 @@ export class Endpoint {
         this._heartbeatMs = (frame.heartbeat_interval || 30) * 1000;
         this.clockOffsetMs = Date.parse(frame.server_time) - Date.now();
         this._armWatchdog();
-        this._setState("open", "");
+        this._setState("open", "Connected");
         this._emit(frame.type, { ...frame, reconnected: this.connects > 1 });
         return;
       case "error":

@@ -2,6 +2,7 @@
 // (kept as docs/protocol.md, "Keeping a client's picture right", says), and walking with the
 // arrow keys or WASD.
 
+import { DOT_RADIUS, layOut } from "./layout.js";
 import { CONNECTION_ERRORS } from "./socket.js";
 import { $, describeError, el, toast } from "./ui.js";
 
@@ -19,6 +20,9 @@ const KEYS = {
 };
 const ZONE_COLOURS = { starter_town: "#2f4a2c", dark_forest: "#17261b" };
 const DEFAULT_ZONE_COLOUR = "#2a3340";
+const SELF_COLOUR = "#ffd166";
+const AWAY_COLOUR = "rgba(255, 209, 102, 0.45)"; // our player, held by another window
+const OTHER_COLOUR = "#6fb3ff";
 
 export class World {
   constructor(socket, { config, me, log, onWhisper }) {
@@ -33,6 +37,9 @@ export class World {
     this.drawn = null;
     this.players = new Map(); // user id → {user_id, username, x, y, drawX, drawY}
     this.controlling = false; // false until zone_changed, and after another window took over
+    this.away = null; // {x, y, drawX, drawY}: our player as another window moves it, when in sight
+    this.fan = new Map(); // key → {dx, dy}: how far a dot is drawn from its place, eased
+    this.picture = ""; // what the canvas shows, as JSON in its data-picture (for tests)
     this.keys = new Set();
     this.moves = 0;
 
@@ -55,9 +62,9 @@ export class World {
     socket.on("connection_established", () => this.enter(this.zone));
     socket.on("zone_changed", (frame) => this._entered(frame));
     socket.on("nearby_players", (frame) => this._nearby(frame));
-    socket.on("player_entered", (frame) => this._upsert(frame));
-    socket.on("player_movement", (frame) => this._upsert(frame));
-    socket.on("player_left", (frame) => this._left(frame));
+    socket.on("player_entered", (frame) => this._seen(frame));
+    socket.on("player_movement", (frame) => this._seen(frame));
+    socket.on("player_left", (frame) => this._gone(frame));
     socket.on("world_event", (frame) => {
       const where = frame.zone ? ` (${frame.zone})` : "";
       toast(frame.message || frame.event, { title: `World event${where}` });
@@ -86,6 +93,7 @@ export class World {
     this.drawn = { ...this.self };
     this.players.clear(); // nearby_players, right behind, fills it again
     this.controlling = true;
+    this.away = null;
     this._banner("");
     this.renderList();
   }
@@ -93,8 +101,51 @@ export class World {
   _nearby(frame) {
     if (frame.zone !== this.zone) return;
     this.players.clear();
-    for (const player of frame.players) this._upsert({ ...player, zone: frame.zone }, false);
+    for (const player of frame.players) {
+      if (player.user_id !== this.me.id) this._upsert({ ...player, zone: frame.zone }, false);
+    }
     this.renderList();
+  }
+
+  // The server never echoes our own moves, so a frame about our player means another connection
+  // of ours (a second window) holds it now: it entered a zone, at the spawn point.
+  _seen(frame) {
+    if (frame.user_id !== this.me.id) {
+      this._upsert(frame);
+      return;
+    }
+    if (frame.zone !== this.zone) return;
+    const drawn = this.away ?? { drawX: frame.x, drawY: frame.y };
+    this.away = { x: frame.x, y: frame.y, drawX: drawn.drawX, drawY: drawn.drawY };
+    if (this.controlling) this._takenOver();
+  }
+
+  _gone(frame) {
+    if (frame.user_id !== this.me.id) {
+      this._left(frame);
+      return;
+    }
+    this.away = null;
+    // Our player left this spot: another window took it to another zone, or (rarely) the
+    // server lost it in an outage and puts it back on our next move. A move to where we stand
+    // tells which.
+    if (this.controlling) this._probe();
+  }
+
+  async _probe() {
+    const { x, y } = this.self;
+    try {
+      await this.socket.request({ type: "player_movement", zone: this.zone, x, y });
+    } catch (error) {
+      if (error.code === "forbidden") this._takenOver();
+    }
+  }
+
+  _takenOver() {
+    this.controlling = false;
+    this.keys.clear();
+    this._banner("Another window took over your player.", "Take it back", () => this.enter(this.zone));
+    this.renderPosition();
   }
 
   _upsert(frame, render = true) {
@@ -118,10 +169,7 @@ export class World {
     const details = frame.details && !Array.isArray(frame.details) ? frame.details : {};
     if (frame.code === "rate_limited") return true; // the next tick tries again
     if (frame.code === "forbidden" && "zone" in details) {
-      // Another window of this player sent zone_change: it holds the player now.
-      this.controlling = false;
-      this.keys.clear();
-      this._banner("Another window took over your player.", "Take it back", () => this.enter(this.zone));
+      this._takenOver(); // another window of this player sent zone_change: it holds the player now
       return true;
     }
     if (typeof details.x === "number" && typeof details.y === "number") {
@@ -179,6 +227,7 @@ export class World {
     this.canvas.dataset.zone = this.zone || "";
     this.canvas.dataset.x = self ? String(self.x) : "";
     this.canvas.dataset.y = self ? String(self.y) : "";
+    this.canvas.dataset.controlling = String(this.controlling);
     const title = this.zones.get(this.zone)?.title ?? this.zone;
     this.position.textContent = self ? `${title} (${Math.round(self.x)}, ${Math.round(self.y)})` : "…";
   }
@@ -269,25 +318,66 @@ export class World {
     g.stroke();
     g.setLineDash([]);
 
-    g.font = "12px system-ui, sans-serif";
-    g.textAlign = "center";
-    for (const player of this.players.values()) {
-      player.drawX += (player.x - player.drawX) * 0.25;
-      player.drawY += (player.y - player.drawY) * 0.25;
-      const [sx, sy] = toScreen(player.drawX, player.drawY);
-      this._dot(sx, sy, "#6fb3ff", player.username);
-    }
-    this._dot(width / 2, height / 2, "#ffd166", `${this.me.username} (you)`);
-    g.textAlign = "start";
+    this._drawPlayers(width / 2, height / 2, toScreen);
   }
 
-  _dot(x, y, colour, label) {
+  // Players on one spot (everyone enters a zone at its spawn point) are fanned out round it
+  // and their names stacked, for display only (layout.js).
+  _drawPlayers(centreX, centreY, toScreen) {
     const g = this.context;
-    g.fillStyle = colour;
-    g.beginPath();
-    g.arc(x, y, 7, 0, Math.PI * 2);
-    g.fill();
+    const marks = [];
+    if (this.controlling) {
+      marks.push({ key: this.me.id, x: centreX, y: centreY, label: `${this.me.username} (you)`, colour: SELF_COLOUR });
+    } else if (this.away) {
+      ease(this.away);
+      const [x, y] = toScreen(this.away.drawX, this.away.drawY);
+      marks.push({ key: this.me.id, x, y, label: `${this.me.username} (you, other window)`, colour: AWAY_COLOUR });
+    }
+    const players = [...this.players.values()].sort((a, b) => a.username.localeCompare(b.username));
+    for (const player of players) {
+      ease(player);
+      const [x, y] = toScreen(player.drawX, player.drawY);
+      marks.push({ key: player.user_id, x, y, label: player.username, colour: OTHER_COLOUR });
+    }
+    g.font = "12px system-ui, sans-serif";
+    g.textAlign = "center";
+    const { dots, labels } = layOut(marks, (text) => g.measureText(text).width);
+    const colours = new Map(marks.map((mark) => [mark.key, mark.colour]));
+    const fan = new Map();
+    // Drawn last to first, so our own dot (the first) is on top.
+    for (const dot of [...dots].reverse()) {
+      const shown = this.fan.get(dot.key) ?? { dx: 0, dy: 0 }; // a newcomer slides out of the crowd
+      shown.dx += (dot.dx - shown.dx) * 0.3;
+      shown.dy += (dot.dy - shown.dy) * 0.3;
+      fan.set(dot.key, shown);
+      g.fillStyle = colours.get(dot.key);
+      g.beginPath();
+      g.arc(dot.x + shown.dx, dot.y + shown.dy, DOT_RADIUS, 0, Math.PI * 2);
+      g.fill();
+    }
+    this.fan = fan;
     g.fillStyle = "#e8ecf4";
-    g.fillText(label, x, y - 12);
+    for (const label of labels) g.fillText(label.text, label.x, label.y);
+    g.textAlign = "start";
+    this._describePicture(dots, labels, fan);
   }
+
+  // The canvas's machine-readable picture: where each dot and name is drawn (tests read it).
+  _describePicture(dots, labels, fan) {
+    const round = (value) => Math.round(value);
+    const picture = JSON.stringify({
+      dots: dots.map((dot) => [dot.key, round(dot.x + fan.get(dot.key).dx), round(dot.y + fan.get(dot.key).dy)]),
+      labels: labels.map((label) => [label.text, round(label.x), round(label.y), round(label.width)]),
+    });
+    if (picture === this.picture) return;
+    this.picture = picture;
+    this.canvas.dataset.picture = picture;
+  }
+}
+
+// Ease a drawn position towards the latest one: moves arrive a few times a second.
+function ease(point, rate = 0.25) {
+  point.drawX += (point.x - point.drawX) * rate;
+  point.drawY += (point.y - point.drawY) * rate;
+  return point;
 }
