@@ -176,5 +176,5 @@ async def test_world_events_through_the_publish_route(cluster, unique):
         {"target": "zone:atlantis", "message": {"type": "world_event", "event": "x"}},
         staff,
     )
-    assert status == 400 and "atlantis" in body["detail"]
+    assert status == 404 and "zone" in body["detail"]
     await close_all(forest_b, town_a)
