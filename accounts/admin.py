@@ -25,7 +25,12 @@ class UserAdmin(DjangoUserAdmin):
         super().save_model(request, obj, form, change)
         if change and {"guild", "party"} & set(form.changed_data):
             # Like the membership routes: open connections move groups at once, on every instance.
-            services.membership_edited(obj, changed=form.changed_data, previous_party_id=form.initial.get("party"))
+            services.membership_edited(
+                obj,
+                changed=form.changed_data,
+                previous_guild_id=form.initial.get("guild"),
+                previous_party_id=form.initial.get("party"),
+            )
 
 
 @admin.register(Guild)

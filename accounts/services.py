@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import Guild, Party
 from realtime import groups
-from realtime.events import send_control_on_commit
+from realtime.events import broadcast_on_commit, build_event, send_control_on_commit
 
 User = get_user_model()
 
@@ -36,11 +36,25 @@ def user_register(*, username: str, password: str) -> Any:
     return candidate
 
 
-def _announce_membership(user: Any, scope: str, scope_id: Any) -> None:
+def _announce_membership(user: Any, scope: str, scope_id: Any, previous_id: Any = None) -> None:
     # Every open connection of the user, on every instance, moves groups once this commits.
     send_control_on_commit(
         groups.user(user.pk), "membership", scope=scope, scope_id=str(scope_id) if scope_id else None
     )
+    # The other members hear of it on their game connections, so their rosters stay current.
+    if previous_id == scope_id:
+        return
+    for group_id, change in ((previous_id, "left"), (scope_id, "joined")):
+        if group_id:
+            event = build_event(
+                "membership_changed",
+                scope=scope,
+                scope_id=str(group_id),
+                user_id=str(user.pk),
+                username=user.username,
+                change=change,
+            )
+            broadcast_on_commit(groups.membership("game", scope, group_id), event, exclude_user=str(user.pk))
 
 
 @transaction.atomic
@@ -74,9 +88,10 @@ def guild_leave(*, user: Any) -> None:
 
 
 def _guild_set(user: Any, guild: Guild | None) -> None:
+    previous_id = User.objects.filter(pk=user.pk).values_list("guild_id", flat=True).first()
     User.objects.filter(pk=user.pk).update(guild=guild)
     user.guild = guild
-    _announce_membership(user, "guild", guild.pk if guild else None)
+    _announce_membership(user, "guild", guild.pk if guild else None, previous_id)
 
 
 @transaction.atomic
@@ -109,7 +124,7 @@ def _party_set(user: Any, party: Party | None) -> None:
     previous_id = User.objects.filter(pk=user.pk).values_list("party_id", flat=True).first()
     User.objects.filter(pk=user.pk).update(party=party)
     user.party = party
-    _announce_membership(user, "party", party.pk if party else None)
+    _announce_membership(user, "party", party.pk if party else None, previous_id)
     _party_left(user, previous_id)
 
 
@@ -127,12 +142,12 @@ def _party_left(user: Any, previous_id: Any) -> None:
 # --- staff edits (the admin) ---------------------------------------------------------------------
 
 
-def membership_edited(user: Any, *, changed: Iterable[str], previous_party_id: Any) -> None:
+def membership_edited(user: Any, *, changed: Iterable[str], previous_guild_id: Any, previous_party_id: Any) -> None:
     """Staff saved `user` with another guild or party: the same effects as the routes."""
     if "guild" in changed:
-        _announce_membership(user, "guild", user.guild_id)
+        _announce_membership(user, "guild", user.guild_id, previous_guild_id)
     if "party" in changed:
-        _announce_membership(user, "party", user.party_id)
+        _announce_membership(user, "party", user.party_id, previous_party_id)
         _party_left(user, previous_party_id)
 
 

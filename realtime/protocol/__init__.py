@@ -151,6 +151,7 @@ def is_finite_number(value: Any) -> bool:
 # endpoint) are filtered by this, and offline deliveries wait for an endpoint that carries them.
 EVENT_ENDPOINTS: dict[str, frozenset[str]] = {
     "player_status": frozenset({"game"}),
+    "membership_changed": frozenset({"game"}),
     "achievement": frozenset({"game"}),
     "system_announcement": frozenset({"game"}),
     "game_state": frozenset({"game"}),

@@ -192,3 +192,33 @@ async def test_guild_join_moves_open_chat_connections_into_the_guild_audience():
     assert refused["code"] == "forbidden"
     await alice_chat.close()
     await bob_chat.close()
+
+
+async def test_the_other_members_hear_who_joins_and_leaves():
+    alice, bob, carol = await db(make_user)("nalice"), await db(make_user)("nbob"), await db(make_user)("ncarol")
+    first = await db(Guild.objects.create)(name="First")
+    second = await db(Guild.objects.create)(name="Second")
+    await db(User.objects.filter(pk=alice.pk).update)(guild=first)
+    await db(User.objects.filter(pk=carol.pk).update)(guild=second)
+    alice_game = await connect("/ws/game", await db(access_token)(alice))
+    carol_game = await connect("/ws/game", await db(access_token)(carol))
+    bob_game = await connect("/ws/game", await db(access_token)(bob))
+    client, bob_token = Client(), await db(access_token)(bob)
+    assert (await db(post)(client, f"/api/v1/guilds/{first.pk}/join/", None, bob_token)).status_code == 200
+    joined = await alice_game.recv_type("membership_changed")
+    assert {k: joined[k] for k in ("scope", "scope_id", "user_id", "username", "change")} == {
+        "scope": "guild",
+        "scope_id": str(first.pk),
+        "user_id": str(bob.pk),
+        "username": "nbob",
+        "change": "joined",
+    }
+    # Moving on: the old guild hears `left`, the new one `joined`; Bob himself hears neither.
+    assert (await db(post)(client, f"/api/v1/guilds/{second.pk}/join/", None, bob_token)).status_code == 200
+    assert (await alice_game.recv_type("membership_changed"))["change"] == "left"
+    moved_in = await carol_game.recv_type("membership_changed")
+    assert (moved_in["change"], moved_in["scope_id"]) == ("joined", str(second.pk))
+    while not await bob_game.nothing(0.3):
+        assert (await bob_game.recv())["type"] != "membership_changed"
+    for client_ in (alice_game, carol_game, bob_game):
+        await client_.close()

@@ -35,6 +35,11 @@ export class Game {
       if (frame.reconnected) this.refresh();
     });
     socket.on("player_status", (frame) => this._status(frame));
+    socket.on("membership_changed", (frame) => {
+      const verb = frame.change === "joined" ? "joined" : "left";
+      this.log(`${frame.username} ${verb} your ${frame.scope}.`, frame.timestamp);
+      this.refreshSoon();
+    });
     socket.on("system_announcement", (frame) => {
       const kind = { warning: "warning", critical: "critical" }[frame.level] || "info";
       toast(frame.message, { kind, title: "Announcement" });
@@ -147,7 +152,7 @@ export class Game {
 
   // --- membership over HTTP -------------------------------------------------------------
 
-  async _change(action, successText, { announce = false } = {}) {
+  async _change(action, successText) {
     const error = $("#social-error");
     error.textContent = "";
     try {
@@ -155,10 +160,7 @@ export class Game {
       this.log(successText);
       this.me = await this.api.me();
       this.onMembership(this.me);
-      // Joining tells the group nothing; our status does (player_status goes to guild and party
-      // members), and their pages load their roster when it names someone new.
-      if (announce) this.socket.send({ type: "set_status", status: this.statusSelect.value });
-      await this.refresh();
+      await this.refresh(); // the other members' pages hear of it (membership_changed)
     } catch (failure) {
       error.textContent = failure.message;
     }
@@ -172,7 +174,7 @@ export class Game {
       return;
     }
     const call = scope === "guild" ? this.api.guildJoin : this.api.partyJoin;
-    this._change(() => call(trimmed), `You joined a ${scope}.`, { announce: true });
+    this._change(() => call(trimmed), `You joined a ${scope}.`);
   }
 
   // --- rendering ------------------------------------------------------------------------
