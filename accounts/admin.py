@@ -8,6 +8,17 @@ from accounts.models import Guild, Party, User
 from realtime.admin.chat import user_moderation_actions
 
 
+class MembersLeaveOnDelete:
+    """Deleting goes through the service, so the members' open connections leave its groups."""
+
+    def delete_model(self, request, obj):
+        services.group_delete(obj)
+
+    def delete_queryset(self, request, queryset):
+        for group in queryset:
+            services.group_delete(group)
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     list_display = ("username", "is_staff", "is_moderator", "guild", "party", "banned_until", "muted_until")
@@ -34,27 +45,12 @@ class UserAdmin(DjangoUserAdmin):
 
 
 @admin.register(Guild)
-class GuildAdmin(admin.ModelAdmin):
+class GuildAdmin(MembersLeaveOnDelete, admin.ModelAdmin):
     list_display = ("name", "created_by", "created_at")
     search_fields = ("name",)
 
-    # Deleting goes through the service, so members' open connections leave the guild's groups.
-    def delete_model(self, request, obj):
-        services.guild_delete(obj)
-
-    def delete_queryset(self, request, queryset):
-        for guild in queryset:
-            services.guild_delete(guild)
-
 
 @admin.register(Party)
-class PartyAdmin(admin.ModelAdmin):
+class PartyAdmin(MembersLeaveOnDelete, admin.ModelAdmin):
     list_display = ("name", "leader", "created_at")
     search_fields = ("name",)
-
-    def delete_model(self, request, obj):
-        services.party_delete(obj)
-
-    def delete_queryset(self, request, queryset):
-        for party in queryset:
-            services.party_delete(party)

@@ -152,18 +152,10 @@ def membership_edited(user: Any, *, changed: Iterable[str], previous_guild_id: A
 
 
 @transaction.atomic
-def guild_delete(guild: Guild) -> None:
-    """Delete a guild; its members' open connections leave its groups."""
-    members = list(User.objects.filter(guild=guild).only("pk"))
-    guild.delete()  # members' guild becomes NULL (SET_NULL)
+def group_delete(group: Guild | Party) -> None:
+    """Delete a guild or party; its members' open connections leave its groups."""
+    scope = "guild" if isinstance(group, Guild) else "party"
+    members = list(group.members.only("pk"))
+    group.delete()  # the members' guild or party becomes NULL (SET_NULL)
     for member in members:
-        _announce_membership(member, "guild", None)
-
-
-@transaction.atomic
-def party_delete(party: Party) -> None:
-    """Delete a party; its members' open connections leave its groups."""
-    members = list(User.objects.filter(party=party).only("pk"))
-    party.delete()
-    for member in members:
-        _announce_membership(member, "party", None)
+        _announce_membership(member, scope, None)

@@ -332,7 +332,6 @@ class Hub:
         exclude_connection = message.get("exclude_connection")
         filter_name = message.get("filter")
         too_slow: list[Connection] = []
-        delivered = 0
         reached: Iterable[Connection]
         if not (endpoints or exclude_user or exclude_connection or filter_name):
             # The hot path: every member gets the same prepared frame.
@@ -340,10 +339,9 @@ class Hub:
             for conn in members:
                 if not conn.deliver(frame):
                     too_slow.append(conn)
-            delivered = len(members)
             reached = members
         else:
-            reached = filtered = []
+            filtered: list[Connection] = []
             broadcast_filter = self._filters.get(filter_name) if filter_name else None
             filter_args = message.get("filter_args")
             frames: dict[str, OutboundFrame] = {}
@@ -364,8 +362,9 @@ class Hub:
                     frame = frames[key] = OutboundFrame(message[key] if key != "text" else message["text"])
                 if not conn.deliver(frame):
                     too_slow.append(conn)
-                delivered += 1
                 filtered.append(conn)
+            reached = filtered
+        delivered = len(reached)
         if delivered:
             self.delivered += delivered
             group = message["group"]

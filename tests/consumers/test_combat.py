@@ -53,6 +53,17 @@ async def until_turn(client, actor, state=None):
             return state
 
 
+async def from_both(frame, first, second):
+    """Send `frame` on two connections at the same moment; the sorted outcomes (type or error code)."""
+    await asyncio.gather(first.send({**frame, "id": 1}), second.send({**frame, "id": 2}))
+    outcomes = []
+    for client, frame_id in ((first, 1), (second, 2)):
+        while (got := await client.recv()).get("id") != frame_id:
+            pass
+        outcomes.append(got.get("code", got["type"]))
+    return sorted(outcomes)
+
+
 def living_monster(state):
     return next(p["id"] for p in state["participants"] if p["kind"] == "monster" and p["alive"])
 
@@ -365,16 +376,8 @@ async def test_party_double_action_without_round_applies_once():
     state = await start(a, ["troll"], with_party=True)
     session_id = state["combat_session_id"]
     await a2.recv_type("combat_state")
-    frame = action(session_id, "attack", "troll-1")
-    await asyncio.gather(a.send({**frame, "id": 1}), a2.send({**frame, "id": 2}))
-    codes = []
-    for client, frame_id in ((a, 1), (a2, 2)):
-        while True:
-            got = await client.recv()
-            if got.get("id") == frame_id:
-                codes.append(got.get("code", got["type"]))
-                break
-    assert sorted(codes) == ["combat_action_result", "not_your_turn"]
+    codes = await from_both(action(session_id, "attack", "troll-1"), a, a2)
+    assert codes == ["combat_action_result", "not_your_turn"]
     assert len([e for e in await log_of(session_id, "action") if e["actor"] == str(alice.pk)]) == 1
     for client in (a, a2, b):
         await client.close()
@@ -388,16 +391,7 @@ async def test_solo_double_action_without_round_applies_once():
     state = await start(first, ["troll"])
     session_id = state["combat_session_id"]
     await second.recv_type("combat_state")
-    frame = action(session_id, "defend")
-    await asyncio.gather(first.send({**frame, "id": 1}), second.send({**frame, "id": 2}))
-    codes = []
-    for client, frame_id in ((first, 1), (second, 2)):
-        while True:
-            got = await client.recv()
-            if got.get("id") == frame_id:
-                codes.append(got.get("code", got["type"]))
-                break
-    assert sorted(codes) == ["combat_action_result", "not_your_turn"]
+    assert await from_both(action(session_id, "defend"), first, second) == ["combat_action_result", "not_your_turn"]
     assert len([e for e in await log_of(session_id, "action") if e["actor"] == str(user.pk)]) == 1
     # Having seen the next turn's state, either connection acts again without `round`.
     state = await until_turn(second, str(user.pk))

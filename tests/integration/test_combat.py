@@ -71,6 +71,28 @@ async def until_turn(client, actor, *, round=1, timeout=10.0):
             return frame
 
 
+async def from_both(frame, first, second, tag=""):
+    """Send `frame` through two connections at the same moment; their replies."""
+    return await asyncio.gather(
+        first.request({**frame, "id": f"a{tag}"}, timeout=10), second.request({**frame, "id": f"b{tag}"}, timeout=10)
+    )
+
+
+def outcomes(replies):
+    return sorted(r.get("code", r["type"]) for r in replies)
+
+
+async def solo_on_both(cluster, name):
+    """One player with a /ws/combat connection on each instance, in a fight with a troll (slower
+    than the player: each round starts with the player's turn)."""
+    a, b = cluster[0], cluster[1]
+    user_id, token = await register(a, name)
+    on_a, on_b = await open_combat(a, token), await open_combat(b, token)
+    state = await start(on_a, ["troll"])
+    await on_b.recv_type("combat_state")
+    return user_id, state["combat_session_id"], on_a, on_b
+
+
 def living_monster(state):
     return next(p["id"] for p in state["participants"] if p["kind"] == "monster" and p["alive"])
 
@@ -141,20 +163,10 @@ async def test_party_fight_to_the_end_across_instances(cluster, unique):
 
 
 async def test_same_action_sent_to_both_instances_at_once_applies_once(cluster, unique):
-    a, b = cluster[0], cluster[1]
-    user_id, token = await register(a, unique("twin"))
-    on_a, on_b = await open_combat(a, token), await open_combat(b, token)
-    state = await start(on_a, ["troll"])  # slower than the player: each round starts with the player
-    session_id = state["combat_session_id"]
-    await on_b.recv_type("combat_state")
+    user_id, session_id, on_a, on_b = await solo_on_both(cluster, unique("twin"))
     for round_number in (1, 2, 3):
-        frame = act(session_id, "defend", round=round_number)
-        replies = await asyncio.gather(
-            on_a.request({**frame, "id": f"a{round_number}"}, timeout=10),
-            on_b.request({**frame, "id": f"b{round_number}"}, timeout=10),
-        )
-        kinds = sorted(r.get("code", r["type"]) for r in replies)
-        assert kinds == ["combat_action_result", "not_your_turn"], replies
+        replies = await from_both(act(session_id, "defend", round=round_number), on_a, on_b, round_number)
+        assert outcomes(replies) == ["combat_action_result", "not_your_turn"], replies
         await until_turn(on_a, user_id, round=round_number + 1)
         await until_turn(on_b, user_id, round=round_number + 1)
     mine = [e for e in await log(session_id, "action") if e.actor == user_id]
@@ -176,11 +188,8 @@ async def test_out_of_turn_and_double_actions_in_a_party(cluster, unique):
     early = await bob_b.request(act(session_id, "attack", "troll-1"))
     assert early["code"] == "not_your_turn"
     # Alice's action, once through each instance, at the same moment, with no round pinned.
-    frame = act(session_id, "attack", "troll-1")
-    replies = await asyncio.gather(
-        alice_a.request({**frame, "id": "via-a"}, timeout=10), alice_b.request({**frame, "id": "via-b"}, timeout=10)
-    )
-    assert sorted(r.get("code", r["type"]) for r in replies) == ["combat_action_result", "not_your_turn"], replies
+    replies = await from_both(act(session_id, "attack", "troll-1"), alice_a, alice_b)
+    assert outcomes(replies) == ["combat_action_result", "not_your_turn"], replies
     state = await until_turn(bob_b, bob_id)
     assert state["round"] == 1
     troll = next(p for p in state["participants"] if p["id"] == "troll-1")
@@ -194,17 +203,9 @@ async def test_out_of_turn_and_double_actions_in_a_party(cluster, unique):
 async def test_solo_double_action_without_round_on_both_instances_applies_once(cluster, unique):
     # The troll acts right after the player, so the player's turn is back at once: the copy that
     # loses the first turn must not take the next one (it answers the round-1 state it was shown).
-    a, b = cluster[0], cluster[1]
-    user_id, token = await register(a, unique("twin"))
-    on_a, on_b = await open_combat(a, token), await open_combat(b, token)
-    state = await start(on_a, ["troll"])
-    session_id = state["combat_session_id"]
-    await on_b.recv_type("combat_state")
-    frame = act(session_id, "defend")
-    replies = await asyncio.gather(
-        on_a.request({**frame, "id": "via-a"}, timeout=10), on_b.request({**frame, "id": "via-b"}, timeout=10)
-    )
-    assert sorted(r.get("code", r["type"]) for r in replies) == ["combat_action_result", "not_your_turn"], replies
+    user_id, session_id, on_a, on_b = await solo_on_both(cluster, unique("twin"))
+    replies = await from_both(act(session_id, "defend"), on_a, on_b)
+    assert outcomes(replies) == ["combat_action_result", "not_your_turn"], replies
     await until_turn(on_b, user_id, round=2)
     assert len([e for e in await log(session_id, "action") if e.actor == user_id]) == 1
     for client in (on_a, on_b):
