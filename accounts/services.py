@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import Guild, Party
 from realtime import groups
-from realtime.events import broadcast_on_commit, build_event, send_control_on_commit
+from realtime.outbound import broadcast_on_commit, build_event, send_control_on_commit
 
 User = get_user_model()
 

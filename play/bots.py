@@ -22,7 +22,7 @@ from typing import Any
 
 import websockets
 
-from realtime.services.world import ZoneSpec
+from realtime.features.world.zones import ZoneSpec
 
 logger = logging.getLogger(__name__)
 

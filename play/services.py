@@ -15,6 +15,7 @@ from django.db.models import Count
 
 from accounts import services as accounts
 from accounts.models import Guild, Party
+from realtime.features import presence
 
 User = get_user_model()
 
@@ -166,8 +167,6 @@ def members_status(user_ids: list[str]) -> dict[str, str]:
 
 
 async def _members_status(user_ids: list[str]) -> dict[str, str]:
-    from realtime.services import presence
-
     statuses = {}
     for user_id in user_ids:
         reachable = await presence.user_reachable(user_id, None)

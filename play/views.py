@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from play import services
-from realtime.combat.catalogue import MAX_MONSTERS_PER_FIGHT, MONSTERS
+from realtime.features.combat.catalogue import MAX_MONSTERS_PER_FIGHT, MONSTERS
 from realtime.models import Zone
 
 

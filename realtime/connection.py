@@ -1,14 +1,49 @@
-"""One open WebSocket on this instance, as the hub and the housekeeping loops see it."""
+"""One open WebSocket on this instance: who it is, how frames reach it, and how it closes.
+
+The hub, housekeeping and the features hold `Connection`s, never consumers: everything they
+may do to a socket (send a frame, close it, drop a client that stopped reading) is here.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from realtime import metrics
+from realtime.protocol import CloseCode, ErrorCode, encode, error_frame
 from realtime.transport import OutboundFrame, Transport
 
-if TYPE_CHECKING:
-    from realtime.consumers.base import BaseConsumer
+logger = logging.getLogger(__name__)
+
+# How long a slow consumer gets to read its close frame before the socket is dropped.
+SLOW_CLOSE_GRACE_SECONDS = 2.0
+
+
+@dataclass(slots=True)
+class ConnectionUser:
+    """What a connection knows of its user. Loaded once at connect; controls from any instance
+    keep it current (membership moves, moderation), so handlers never query for it."""
+
+    id: str
+    username: str
+    is_staff: bool = False
+    is_moderator: bool = False
+    guild_id: str | None = None
+    party_id: str | None = None
+    muted_until: datetime | None = None
+    banned_until: datetime | None = None
+    has_pending_deliveries: bool = False
+
+    @property
+    def can_moderate(self) -> bool:
+        return self.is_staff or self.is_moderator
+
+    def banned(self, now: datetime) -> bool:
+        return self.banned_until is not None and self.banned_until > now
 
 
 class Connection:
@@ -21,19 +56,15 @@ class Connection:
         "client_addr",
         "closing",
         "connected_at",
-        "consumer",
         "endpoint",
         "frames_in",
         "frames_out",
         "groups",
         "id",
         "last_activity",
-        "last_ping_sent",
         "token_expires_at",
         "transport",
-        "user_id",
-        "username",
-        "view",
+        "user",
     )
 
     def __init__(
@@ -41,37 +72,85 @@ class Connection:
         *,
         connection_id: str,
         endpoint: str,
-        user_id: str | None,
-        username: str | None,
+        user: ConnectionUser | None,
         client_addr: str | None,
         transport: Transport,
-        consumer: BaseConsumer,
         token_expires_at: float | None,
     ) -> None:
         self.id = connection_id
         self.endpoint = endpoint
-        self.user_id = user_id
-        self.username = username
+        self.user = user
         self.client_addr = client_addr
         self.transport = transport
-        self.consumer = consumer
         self.groups: set[str] = set()
         self.connected_at = time.time()
         self.last_activity = time.monotonic()
-        self.last_ping_sent = time.monotonic()
         self.frames_in = 0
         self.frames_out = 0
         self.token_expires_at = token_expires_at
         self.closing = False
-        # Endpoint-specific state that receiver-side filters read (the world's watch position).
-        self.view: Any = None
+
+    # --- identity ----------------------------------------------------------------------------
+
+    @property
+    def user_id(self) -> str | None:
+        return self.user.id if self.user is not None else None
+
+    @property
+    def username(self) -> str | None:
+        return self.user.username if self.user is not None else None
+
+    # --- sending -----------------------------------------------------------------------------
 
     def deliver(self, frame: OutboundFrame) -> bool:
-        """Hand a frame to the socket; False when the client has fallen too far behind."""
+        """Hand an encoded frame to the socket; False when the client has fallen too far behind."""
         if self.closing:
             return True
         self.frames_out += 1
         return self.transport.write(frame)
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """Encode and write one frame to this connection only."""
+        metrics.frames_out(self.endpoint, frame.get("type", "other"))
+        if not self.deliver(OutboundFrame(encode(frame))):
+            self.close_slow()
+
+    def reply(self, frame: dict[str, Any], frame_id: Any) -> None:
+        """A direct reply: repeats the client's `id` (docs/protocol.md, envelope)."""
+        self.send(frame if frame_id is None else {**frame, "id": frame_id})
+
+    def send_error(self, code: ErrorCode, message: str, frame_id: Any = None, details: Any = None) -> None:
+        metrics.ERRORS.labels(self.endpoint, code).inc()
+        self.send(error_frame(code, message, frame_id, details))
+
+    # --- closing -----------------------------------------------------------------------------
+
+    def close(self, code: int, error_code: ErrorCode | None = None, message: str | None = None) -> None:
+        """Close from synchronous code (hub, housekeeping, controls): error frame first, then the code."""
+        if self.closing:
+            return
+        if error_code is not None:
+            self.send_error(error_code, message or "")
+        self.closing = True
+        metrics.CLOSES.labels(self.endpoint, str(int(code))).inc()
+        asyncio.get_running_loop().create_task(self.transport.close(int(code)))
+
+    def close_slow(self) -> None:
+        """The client stopped reading: close with 4413, and drop the socket if even that is not read."""
+        if self.closing:
+            return
+        metrics.SLOW_CONSUMERS.inc()
+        logger.info("closing slow consumer %s (%d bytes unsent)", self.id, self.transport.pending_bytes())
+        self.close(CloseCode.SLOW_CONSUMER)
+        asyncio.get_running_loop().call_later(SLOW_CLOSE_GRACE_SECONDS, self.transport.abort)
+
+    def close_now(self, code: int) -> None:
+        """Shutdown path: write the close frame synchronously where the server allows it."""
+        if self.closing:
+            return
+        self.closing = True
+        metrics.CLOSES.labels(self.endpoint, str(int(code))).inc()
+        self.transport.close_now(int(code))
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.endpoint} user={self.user_id}>"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 
 def user(user_id: object) -> str:
     """Every connection of one user, on every endpoint and instance (personal messages, control)."""
@@ -35,10 +33,6 @@ def zone(name: str) -> str:
 def zone_cell(name: str, cell_x: int, cell_y: int) -> str:
     """One area-of-interest cell of a zone (movement fan-out)."""
     return f"world.cell.{name}.{cell_x}.{cell_y}"
-
-
-def cell_of(x: float, y: float, cell_size: float) -> tuple[int, int]:
-    return math.floor(x / cell_size), math.floor(y / cell_size)
 
 
 def combat_session(session_id: object) -> str:

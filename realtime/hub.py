@@ -40,18 +40,25 @@ FALLBACK_MEMORY = 10_000
 
 # A filter decides, per receiving connection, which of a broadcast's frames it gets (or none).
 BroadcastFilter = Callable[[Connection, Any], "str | None"]
+# An observer is told once per broadcast that reached this instance, before its delivery.
+BroadcastObserver = Callable[[dict[str, Any]], None]
+ControlHandler = Callable[[Connection, dict[str, Any]], Any]
+
+# The hub serving each event loop of this process (one per server process; tests get one per loop).
+_hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
 
 
-def _near_filter(conn: Connection, args: Any) -> str | None:
-    """Exact radius check on the receiving side: the watcher's view is (zone, x, y)."""
-    view = conn.view
-    if view is None:
+def local_hub() -> Hub | None:
+    """The started hub of the running event loop, if this process serves connections."""
+    try:
+        return _hubs.get(asyncio.get_running_loop())
+    except RuntimeError:
         return None
-    zone, x, y, radius = args
-    if view[0] != zone:
-        return None
-    dx, dy = view[1] - x, view[2] - y
-    return "text" if dx * dx + dy * dy <= radius * radius else None
+
+
+def serving() -> bool:
+    """Does this process run a hub (is it a server, rather than a command or a shell)?"""
+    return bool(_hubs)
 
 
 def _message_key(message: dict[str, Any]) -> tuple:
@@ -143,8 +150,9 @@ class Hub:
         self._members: dict[str, set[Connection]] = {}
         self._subscriptions: _Subscriptions | None = None
         self._receiver: asyncio.Task | None = None
-        self._filters: dict[str, BroadcastFilter] = {"near": _near_filter}
-        self._control_handlers: dict[str, Callable[[Connection, dict], Any]] = {}
+        self._filters: dict[str, BroadcastFilter] = {}
+        self._observers: dict[str, BroadcastObserver] = {}
+        self._control_handlers: dict[str, ControlHandler] = {}
         self._probes: dict[str, asyncio.Future] = {}
         self._fallbacks: dict[tuple, None] = {}  # keys of messages delivered locally, oldest first
         self.draining = False
@@ -159,9 +167,14 @@ class Hub:
         # Every hub listens to the cluster-wide group: controls that name connections by id
         # (admin disconnects) reach whichever instance holds them, anonymous ones included.
         self._subscriptions.want(groups.instances())
-        self._receiver = asyncio.get_running_loop().create_task(self._receive_loop(), name="hub-receive")
+        loop = asyncio.get_running_loop()
+        self._receiver = loop.create_task(self._receive_loop(), name="hub-receive")
+        _hubs[loop] = self
 
     async def stop(self) -> None:
+        for loop, hub in list(_hubs.items()):
+            if hub is self:
+                del _hubs[loop]
         if self._receiver is not None:
             self._receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -172,7 +185,11 @@ class Hub:
     def register_filter(self, name: str, broadcast_filter: BroadcastFilter) -> None:
         self._filters[name] = broadcast_filter
 
-    def register_control(self, op: str, handler: Callable[[Connection, dict], Any]) -> None:
+    def register_observer(self, name: str, observer: BroadcastObserver) -> None:
+        """`observer(message)` runs once for each broadcast here that names it (`observe`)."""
+        self._observers[name] = observer
+
+    def register_control(self, op: str, handler: ControlHandler) -> None:
         """`handler(connection, message)` runs for each local connection a control reaches."""
         self._control_handlers[op] = handler
 
@@ -238,12 +255,6 @@ class Hub:
 
     def user_connections(self, user_id: str) -> set[Connection]:
         return self.by_user.get(str(user_id), set())
-
-    def counts_by_endpoint(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for conn in self.connections.values():
-            counts[conn.endpoint] = counts.get(conn.endpoint, 0) + 1
-        return counts
 
     @property
     def subscribed_groups(self) -> set[str]:
@@ -324,6 +335,9 @@ class Hub:
         members = self._members.get(message["group"])
         if not members:
             return 0
+        observer = message.get("observe")
+        if observer is not None and observer in self._observers:
+            self._observers[observer](message)
         sent_at = message.get("sent_at")
         if sent_at:
             metrics.BROADCAST_LATENCY.observe(max(0.0, time.time() - sent_at))
@@ -375,7 +389,7 @@ class Hub:
             else:  # every other group belongs to one endpoint, named first
                 metrics.frames_out(group.split(".", 1)[0], event_type, delivered)
         for conn in too_slow:
-            conn.consumer.schedule_slow_consumer_close()
+            conn.close_slow()
         return delivered
 
     def _control(self, message: dict[str, Any]) -> None:

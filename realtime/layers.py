@@ -2,8 +2,8 @@
 
 `InMemoryChannelLayer` only exists inside one process. The server process holds the real one;
 any other process (a management command, a shell, a cron script) that sends to a group has no
-server runtime, so its group sends go to the database outbox (`services/outbox.py`), which the
-server polls. With Redis configured none of this is used: every process reaches Redis.
+hub, so its group sends go to the database outbox (`realtime/outbox.py`), which the server
+polls. With Redis configured none of this is used: every process reaches Redis.
 """
 
 from __future__ import annotations
@@ -14,33 +14,24 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer
 
-from realtime import groups
+from realtime import groups, hub, outbox
 
 logger = logging.getLogger(__name__)
 
 
-def _serving() -> bool:
-    """True in a process that runs the real-time system (it has a runtime)."""
-    from realtime import runtime
-
-    return bool(runtime._runtimes)
-
-
 def relays_through_outbox(layer: Any) -> bool:
     """Is this a process (a command, a shell) whose sends only reach the server via the outbox?"""
-    return isinstance(layer, EmbeddedChannelLayer) and not _serving()
+    return isinstance(layer, EmbeddedChannelLayer) and not hub.serving()
 
 
 class EmbeddedChannelLayer(InMemoryChannelLayer):
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        if _serving():
+        if hub.serving():
             await super().group_send(group, message)
             return
-        from realtime.services.outbox import outbox_put
-
         self.require_valid_group_name(group)
         try:
-            await database_sync_to_async(outbox_put)(group=group, message=message)
+            await database_sync_to_async(outbox.outbox_put)(group=group, message=message)
         except Exception as exc:
             # No database either: behave like the plain in-memory layer (nobody to reach).
             logger.warning("could not write to the outbox (%s); the send reaches this process only", exc)
@@ -48,10 +39,8 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):
 
     async def relay_personal(self, request: dict[str, Any]) -> None:
         """Ask the server to send a personal event: only it knows whether the user is connected."""
-        from realtime.services.outbox import outbox_put
-
         group = groups.user(request["user_id"])
-        await database_sync_to_async(outbox_put)(group=group, message=request, durable=True)
+        await database_sync_to_async(outbox.outbox_put)(group=group, message=request, durable=True)
 
     async def deliver_local(self, group: str, message: dict[str, Any]) -> None:
         """Hand an outbox message to this process's groups (the server side of the outbox)."""

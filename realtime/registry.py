@@ -15,6 +15,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from realtime.connection import Connection
@@ -186,8 +187,6 @@ def delete_instance_records(instance_id: str) -> int:
 
 def cluster_counts(cleanup_interval: float) -> dict[str, Any]:
     """Connections per endpoint and per live instance, from the registry (admin, metrics, ws_stats)."""
-    from django.db.models import Count
-
     cutoff = timezone.now() - timedelta(seconds=cleanup_interval * DEAD_AFTER_INTERVALS)
     instances = list(Instance.objects.filter(last_seen__gte=cutoff).order_by("id"))
     live_ids = [i.id for i in instances]

@@ -1,82 +1,118 @@
-"""The node: wires the hub, the registry, the shared state and the housekeeping of one process.
+"""The node: the hub, the registry, the store and the housekeeping of one process, and the hooks
+features register with it.
 
-There is one runtime per event loop (one per server process; tests get a fresh one per loop).
-It starts with the server (see `server_hooks.py`) or, failing that, with the first connection,
-and drains on shutdown: every connection is closed with 1001 and the instance's records go.
+The runtime knows jobs and hooks, never features: `realtime/boot.py` installs the features
+when the runtime starts. There is one runtime per event loop (one per server process; tests get
+a fresh one per loop). It starts with the server (see `server_hooks.py`) or, failing that, with
+the first connection, and drains on shutdown: every connection is closed with 1001 and the
+instance's records go.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from realtime.hub import Hub
+from realtime.housekeeping import Housekeeping
+from realtime.hub import ControlHandler, Hub
+from realtime.outages import service_of
 from realtime.protocol import CloseCode
 from realtime.registry import Registry
-from realtime.store import SharedState, build_shared_state
+from realtime.store import Store, get_store, reset_stores
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 10.0  # seconds a drain may take before the process exits anyway
 
+T = TypeVar("T")
+Job = Callable[[], Awaitable[Any]]
+InstanceHook = Callable[[str], Awaitable[Any]]
+Installer = Callable[["Runtime"], None]
+
 _runtimes: dict[asyncio.AbstractEventLoop, Runtime] = {}
 _starting: dict[asyncio.AbstractEventLoop, asyncio.Future] = {}
-_states: dict[Any, SharedState] = {}
 
 
 class Runtime:
-    def __init__(self, *, instance_id: str, layer: Any, state: SharedState) -> None:
+    def __init__(self, *, instance_id: str, layer: Any, store: Store) -> None:
         self.instance_id = instance_id
         self.hub = Hub(layer, instance_id)
         self.registry = Registry(instance_id, live=self.hub.connections)
-        self.state = state
+        self.store = store
         self.started_at = time.time()
-        self._jobs: list[tuple[str, Callable[[], float], Callable[[], Awaitable[Any]]]] = []
-        self._instance_dead_hooks: list[Callable[[str], Awaitable[Any]]] = []
-        self._housekeeping: Any = None
+        self.jobs: list[tuple[str, Callable[[], float], Job]] = []
+        self.instance_dead_hooks: list[InstanceHook] = []
+        self.redis_recovered_hooks: list[Callable[[], Awaitable[Any]]] = []
+        self._parts: dict[type, Any] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._housekeeping: Housekeeping | None = None
         self.drained = False
-        # Presence changes the shared state did not confirm (Redis failed): housekeeping
-        # reconciles them once it answers again (`housekeeping.presence_reconcile`).
-        self.unconfirmed_opens: set[str] = set()  # connection ids; `online` may be unannounced
-        self.unconfirmed_closes: dict[str, str] = {}  # connection id -> user id; entry may remain
-        self.presence_strays: dict[str, str] = {}  # entries found for connections we do not hold
-        self.presence_confirmed = False  # the last reconciliation succeeded
-        self.presence_lock = asyncio.Lock()
 
-    # --- extension points used by the feature services ---------------------------------------
+    # --- what features register --------------------------------------------------------------
 
-    def every(self, name: str, interval: Callable[[], float], job: Callable[[], Awaitable[Any]]) -> None:
+    def every(self, name: str, interval: Callable[[], float], job: Job) -> None:
         """Run `job` periodically on this instance (interval read each time, for tests)."""
-        self._jobs.append((name, interval, job))
+        self.jobs.append((name, interval, job))
 
-    def on_instance_dead(self, hook: Callable[[str], Awaitable[Any]]) -> None:
-        """`hook(instance_id)` runs on the instance that cleans up after a dead one."""
-        self._instance_dead_hooks.append(hook)
+    def on_instance_dead(self, hook: InstanceHook) -> None:
+        """`hook(instance_id)` runs on the instance that cleans up after a dead (or drained) one,
+        in the order hooks were registered, before the instance's registry rows go."""
+        self.instance_dead_hooks.append(hook)
 
-    @property
-    def jobs(self) -> list[tuple[str, Callable[[], float], Callable[[], Awaitable[Any]]]]:
-        return self._jobs
+    def on_redis_recovered(self, hook: Callable[[], Awaitable[Any]]) -> None:
+        """`hook()` runs once each time the watchdog sees Redis answer again after an outage."""
+        self.redis_recovered_hooks.append(hook)
 
-    @property
-    def instance_dead_hooks(self) -> list[Callable[[str], Awaitable[Any]]]:
-        return self._instance_dead_hooks
+    def on_control(self, op: str, handler: ControlHandler) -> None:
+        """`handler(connection, message)` runs for each local connection a control `op` reaches."""
+        self.hub.register_control(op, handler)
+
+    def provide(self, part: object) -> None:
+        """Keep a feature's per-process object (a tracker, a cache) where its callers find it."""
+        self._parts[type(part)] = part
+
+    def get(self, kind: type[T]) -> T:
+        """The object a feature provided; KeyError names what boot did not install."""
+        try:
+            return self._parts[kind]
+        except KeyError:
+            raise KeyError(f"{kind.__name__} is not installed on this runtime (see realtime/boot.py)") from None
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task:
+        """Run `coroutine` in the background: referenced until done (never collected mid-run),
+        failures logged (an outage once, see realtime/outages.py), cancelled at drain."""
+        task = asyncio.get_running_loop().create_task(self._guarded(coroutine, name), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @staticmethod
+    async def _guarded(coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+        try:
+            await coroutine
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            from_service = service_of(exc)
+            if from_service is None:
+                logger.exception("%s failed", name)
+            else:
+                logger.debug("%s failed: %s unavailable", name, from_service)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        from realtime.features import install_features
-        from realtime.housekeeping import Housekeeping
-
+    async def start(self, install: Installer) -> None:
         await self.hub.start()
-        install_features(self)
-        self._housekeeping = Housekeeping(self)
+        install(self)
+        self._housekeeping = Housekeeping(
+            hub=self.hub, registry=self.registry, jobs=self.jobs, forget_instance=self.forget_instance
+        )
         self._housekeeping.start()
         logger.info("realtime instance %s started", self.instance_id)
 
@@ -85,7 +121,7 @@ class Runtime:
         self.hub.draining = True
         connections = list(self.hub.connections.values())
         for conn in connections:
-            conn.consumer.close_now(code)
+            conn.close_now(code)
         return len(connections)
 
     async def drain(self) -> None:
@@ -102,15 +138,36 @@ class Runtime:
             await asyncio.wait_for(self.forget_instance(self.instance_id), SHUTDOWN_TIMEOUT / 2)
         except Exception:
             logger.exception("drain of %s did not finish cleanly", self.instance_id)
+        await self.stop()
+
+    async def stop(self) -> None:
         if self._housekeeping is not None:
             self._housekeeping.stop()
+        for task in list(self._tasks):
+            task.cancel()
         await self.hub.stop()
 
     async def forget_instance(self, instance_id: str) -> None:
-        """Remove an instance's presence, positions and registry records, announcing departures."""
-        from realtime.housekeeping import forget_instance
+        """Remove a dead or drained instance: every feature forgets its part (presence, positions,
+        combat connections), then its registry rows go. The one way instances are forgotten."""
+        for hook in self.instance_dead_hooks:
+            try:
+                await hook(instance_id)
+            except Exception:
+                logger.exception("instance-dead hook failed for %s", instance_id)
+        await self.registry.remove_instance(instance_id)
 
-        await forget_instance(self, instance_id)
+    async def redis_recovered(self) -> None:
+        for hook in self.redis_recovered_hooks:
+            try:
+                await hook()
+            except Exception:
+                logger.exception("redis-recovered hook failed")
+
+
+def running_runtime() -> Runtime | None:
+    """The runtime of this server process (daphne runs one event loop), from any thread."""
+    return next(iter(_runtimes.values()), None)
 
 
 def current_runtime() -> Runtime | None:
@@ -121,7 +178,8 @@ def current_runtime() -> Runtime | None:
     return _runtimes.get(loop)
 
 
-async def ensure_runtime() -> Runtime:
+async def ensure_runtime(install: Installer) -> Runtime:
+    """This loop's runtime, started (with `install` wiring the features) on first use."""
     loop = asyncio.get_running_loop()
     runtime = _runtimes.get(loop)
     if runtime is not None:
@@ -131,8 +189,8 @@ async def ensure_runtime() -> Runtime:
         return await asyncio.shield(starting)
     starting = _starting[loop] = loop.create_future()
     try:
-        runtime = Runtime(instance_id=settings.INSTANCE_ID, layer=get_channel_layer(), state=get_shared_state())
-        await runtime.start()
+        runtime = Runtime(instance_id=settings.INSTANCE_ID, layer=get_channel_layer(), store=get_store())
+        await runtime.start(install)
         _runtimes[loop] = runtime
         starting.set_result(runtime)
         return runtime
@@ -143,31 +201,9 @@ async def ensure_runtime() -> Runtime:
         _starting.pop(loop, None)
 
 
-def get_shared_state() -> SharedState:
-    """The shared state for this process (memory) or this event loop (Redis clients are per loop)."""
-    if settings.REDIS is None:
-        key: Any = "memory"
-    else:
-        try:
-            key = asyncio.get_running_loop()
-        except RuntimeError:
-            key = None
-    state = _states.get(key)
-    if state is None:
-        state = _states[key] = build_shared_state()
-    return state
-
-
 async def reset_for_tests() -> None:
-    """Stop this loop's runtime and forget every cached state (tests only)."""
-    loop = asyncio.get_running_loop()
-    runtime = _runtimes.pop(loop, None)
+    """Stop this loop's runtime and forget every cached store (tests only)."""
+    runtime = _runtimes.pop(asyncio.get_running_loop(), None)
     if runtime is not None:
-        if runtime._housekeeping is not None:
-            runtime._housekeeping.stop()
-        await runtime.hub.stop()
-    for key, state in list(_states.items()):
-        if key in (loop, "memory"):
-            _states.pop(key, None)
-            with contextlib.suppress(Exception):
-                await state.close()
+        await runtime.stop()
+    await reset_stores()

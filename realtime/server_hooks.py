@@ -13,6 +13,13 @@ import asyncio
 import logging
 import sys
 
+from daphne.access import AccessLogGenerator
+from twisted.internet import defer
+
+from realtime.boot import ensure_runtime
+from realtime.runtime import current_runtime, running_runtime
+from rpgrealtime.logging import redact
+
 logger = logging.getLogger(__name__)
 
 
@@ -20,17 +27,14 @@ def install_daphne_hooks() -> bool:
     reactor = sys.modules.get("twisted.internet.reactor")
     if reactor is None or "daphne.server" not in sys.modules:
         return False
-    from twisted.internet import defer
-
-    from realtime import runtime as runtime_module
 
     starting: list[asyncio.Future] = []  # keep a reference so the task is not collected
 
     def start() -> None:
-        starting.append(asyncio.ensure_future(runtime_module.ensure_runtime()))
+        starting.append(asyncio.ensure_future(ensure_runtime()))
 
     def drain() -> defer.Deferred | None:
-        runtime = next(iter(runtime_module._runtimes.values()), None)
+        runtime = running_runtime()
         if runtime is None:
             return None
         try:
@@ -51,10 +55,6 @@ def _redact_access_log() -> None:
     """daphne writes its access log itself, not through `logging`, so the redacting log filter
     never sees it; HTTP lines include the query string (WebSocket lines do not). A client that
     puts `?token=` on an HTTP route must not leave its token in the log."""
-    from daphne.access import AccessLogGenerator
-
-    from rpgrealtime.logging import redact
-
     original = AccessLogGenerator.write_entry
     if getattr(original, "redacts", False):
         return
@@ -70,8 +70,6 @@ class LifespanApp:
     """ASGI lifespan handler for servers that send it (uvicorn, hypercorn)."""
 
     async def __call__(self, scope, receive, send):
-        from realtime.runtime import current_runtime, ensure_runtime
-
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":

@@ -16,6 +16,9 @@ import logging
 from collections import deque
 from typing import Any, Protocol
 
+from autobahn.websocket.protocol import PreparedMessage
+from twisted.internet import tcp as twisted_tcp
+
 logger = logging.getLogger(__name__)
 
 
@@ -32,8 +35,6 @@ class OutboundFrame:
     def wire(self) -> bytes:
         """The complete unmasked WebSocket text frame (server side), built on first use."""
         if self._wire is None:
-            from autobahn.websocket.protocol import PreparedMessage
-
             self._wire = PreparedMessage(self.text.encode(), False, False, True).payloadHybi
         return self._wire
 
@@ -123,14 +124,11 @@ class DaphneTransport:
         self._socket = None
         _release_http_channel(tcp)
         _release_handshake(self._protocol)
-        try:
-            from twisted.internet import tcp as twisted_tcp
-
-            # TLS or wrapped transports must go through Twisted, which encrypts and frames.
-            if type(tcp) is twisted_tcp.Server and not getattr(tcp, "TLS", False):
-                self._socket = tcp.socket
-        except ImportError:  # pragma: no cover - daphne always brings Twisted
-            pass
+        # TLS or wrapped transports must go through Twisted, which encrypts and frames.
+        # Twisted drops `.socket` once the TCP connection is lost: a client that left while its
+        # handshake waited gets no direct socket (writes then go nowhere), not an exception.
+        if type(tcp) is twisted_tcp.Server and not getattr(tcp, "TLS", False):
+            self._socket = getattr(tcp, "socket", None)
 
     @staticmethod
     def supports(send: Any) -> bool:

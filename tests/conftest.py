@@ -8,7 +8,9 @@ import pytest
 from channels.layers import channel_layers
 from django.test import TransactionTestCase
 
+from realtime import hub as hub_module
 from realtime import runtime as runtime_module
+from realtime import store
 from realtime.outages import outages
 
 
@@ -38,7 +40,8 @@ async def fresh_runtime():
     """Each test gets its own event loop, so its own runtime, layer and shared state."""
     channel_layers.backends = {}
     runtime_module._runtimes.clear()
-    runtime_module._states.clear()
+    store._stores.clear()
+    hub_module._hubs.clear()
     outages.reset()
     yield
     await runtime_module.reset_for_tests()

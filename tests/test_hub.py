@@ -1,5 +1,6 @@
 """The hub and transports in isolation: subscriptions follow local membership, one prepared
-frame per broadcast, receiver-side filters, and slow clients detected by both transports."""
+frame per broadcast, receiver-side filters and observers, and slow clients detected by both
+transports."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import functools
 import pytest
 
 from realtime import groups
-from realtime.connection import Connection
+from realtime.connection import Connection, ConnectionUser
 from realtime.hub import EVENT, Hub
 from realtime.transport import DaphneTransport, OutboundFrame, QueuedTransport
 
@@ -38,33 +39,30 @@ class RecordingTransport:
     def __init__(self, accept: bool = True) -> None:
         self.frames: list[OutboundFrame] = []
         self.accept = accept
+        self.closed: list[int] = []
+        self.aborted = False
 
     def write(self, frame: OutboundFrame) -> bool:
         self.frames.append(frame)
         return self.accept
 
+    async def close(self, code: int) -> None:
+        self.closed.append(code)
+
+    def abort(self) -> None:
+        self.aborted = True
+
     def pending_bytes(self) -> int:
         return 0
-
-
-class FakeConsumer:
-    def __init__(self) -> None:
-        self.slow = 0
-        self.guild_id = None
-
-    def schedule_slow_consumer_close(self) -> None:
-        self.slow += 1
 
 
 def connection(name: str, endpoint: str = "chat", user: str | None = None, accept: bool = True) -> Connection:
     return Connection(
         connection_id=name,
         endpoint=endpoint,
-        user_id=user,
-        username=user,
+        user=ConnectionUser(id=user, username=user) if user is not None else None,
         client_addr="127.0.0.1",
         transport=RecordingTransport(accept),
-        consumer=FakeConsumer(),
         token_expires_at=None,
     )
 
@@ -142,15 +140,17 @@ async def test_exclusions_endpoints_and_filters(hub):
     assert bob_chat.transport.frames[-1].text == '{"alt":1}'
 
 
-async def test_the_near_filter_checks_the_exact_radius(hub):
-    near, far, elsewhere, blind = (connection(n, "world") for n in ("near", "far", "elsewhere", "blind"))
-    near.view, far.view, elsewhere.view = ("town", 100.0, 100.0), ("town", 180.0, 100.0), ("forest", 100.0, 100.0)
-    for conn in (near, far, elsewhere, blind):
+async def test_an_observer_is_told_once_per_broadcast_that_reaches_members(hub):
+    seen = []
+    hub.register_observer("rounds", lambda message: seen.append(message["observe_args"]))
+    for name in ("a", "b"):
+        conn = connection(name)
         hub.add(conn)
-        await hub.join(conn, ["cell"])
-    message = {"type": EVENT, "group": "cell", "text": "{}", "event_type": "x", "filter": "near"}
-    assert hub.deliver({**message, "filter_args": ["town", 150.0, 100.0, 50.0]}) == 2  # near is on the edge
-    assert hub.deliver({**message, "filter_args": ["town", 150.0, 100.0, 49.9]}) == 1  # only far (30 away)
+        await hub.join(conn, ["g"])
+    base = {"type": EVENT, "text": "{}", "event_type": "x", "observe": "rounds", "observe_args": [1]}
+    assert hub.deliver({**base, "group": "g"}) == 2
+    assert hub.deliver({**base, "group": "nobody-here"}) == 0
+    assert seen == [[1]]
 
 
 async def test_a_slow_member_is_reported_and_the_others_still_get_the_frame(hub):
@@ -160,7 +160,10 @@ async def test_a_slow_member_is_reported_and_the_others_still_get_the_frame(hub)
         hub.add(conn)
         await hub.join(conn, ["g"])
     hub.deliver({"type": EVENT, "group": "g", "text": "{}", "event_type": "x"})
-    assert slow.consumer.slow == 1 and len(fine.transport.frames) == 1
+    assert len(fine.transport.frames) == 1
+    assert slow.closing and not fine.closing  # closed with 4413, dropped if it does not read even that
+    await asyncio.sleep(0)
+    assert slow.transport.closed == [4413]
 
 
 async def test_the_queued_transport_keeps_order_bounds_memory_and_closes_last():

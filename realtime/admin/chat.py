@@ -16,9 +16,9 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from realtime.admin.readonly import ReadOnlyAdminMixin
+from realtime.features.moderation import moderation_apply_sync
 from realtime.models import ChatMessage, ModerationAction
 from realtime.protocol import ProtocolError
-from realtime.services.moderation import moderation_apply_sync
 
 DURATIONS = [
     ("600", "10 minutes"),

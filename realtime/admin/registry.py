@@ -17,8 +17,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from realtime.admin.readonly import ReadOnlyAdminMixin
+from realtime.boot import cleanup_runtime
+from realtime.features import game, monitoring, operations
 from realtime.models import Connection, Instance, PendingDelivery
-from realtime.services import monitoring, operations
+from realtime.protocol.game import ANNOUNCEMENT_LEVELS
 
 
 def can_operate(request: HttpRequest) -> bool:
@@ -153,12 +155,10 @@ class InstanceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         dead = [instance.id for instance in queryset if monitoring.instance_state(instance) == "dead"]
         skipped = queryset.count() - len(dead)
         if dead:
-            from realtime.housekeeping import forget_instance
-
-            runtime = operations.cleanup_runtime()
+            runtime = cleanup_runtime()
             try:
                 for instance_id in dead:
-                    operations.run_bounded(forget_instance, timeout=30.0, runtime=runtime, instance_id=instance_id)
+                    operations.run_bounded(runtime.forget_instance, timeout=30.0, instance_id=instance_id)
             except TimeoutError:
                 self.message_user(request, "Redis or the database did not answer; try again.", messages.ERROR)
                 return
@@ -187,7 +187,7 @@ class InstanceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "overview": monitoring.cluster_overview(),
             "endpoints": monitoring.ENDPOINTS,
             "snapshot": snapshot,
-            "levels": operations.ANNOUNCEMENT_LEVELS,
+            "levels": ANNOUNCEMENT_LEVELS,
             "can_operate": can_operate(request),
         }
         return TemplateResponse(request, "admin/realtime/dashboard.html", context)
@@ -198,11 +198,11 @@ class InstanceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return HttpResponse(status=403)
         try:
             reached = operations.run_bounded(
-                operations.announcement_send,
+                game.announcement_send,
                 message=request.POST.get("message", ""),
                 level=request.POST.get("level", "info"),
             )
-        except operations.OperationError as exc:
+        except ValueError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return back
         except TimeoutError:

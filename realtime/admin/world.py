@@ -6,8 +6,8 @@ from typing import Any
 
 from django.contrib import admin
 
+from realtime.features.world import zones
 from realtime.models import Zone
-from realtime.services import world
 
 
 @admin.register(Zone)
@@ -22,12 +22,12 @@ class ZoneAdmin(admin.ModelAdmin):
 
     def save_model(self, request: Any, obj: Zone, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        world.zones_changed_on_commit()
+        zones.zones_changed_on_commit()
 
     def delete_model(self, request: Any, obj: Zone) -> None:
         super().delete_model(request, obj)
-        world.zones_changed_on_commit()
+        zones.zones_changed_on_commit()
 
     def delete_queryset(self, request: Any, queryset: Any) -> None:
         super().delete_queryset(request, queryset)
-        world.zones_changed_on_commit()
+        zones.zones_changed_on_commit()

@@ -1,4 +1,4 @@
-"""`/ws/chat`: global, guild, party and private chat, typing, history, moderation (PROTOCOL §5).
+"""`/ws/chat`: global, guild, party and private chat, typing, history, moderation (docs/protocol.md §5).
 
 Thin: each handler turns a validated frame into one service call. Frames sent with an `id` get
 a direct reply (`ack`, or `history`); the broadcast itself is the confirmation otherwise.
@@ -11,27 +11,27 @@ from typing import Any
 
 from realtime import groups
 from realtime.consumers.base import BaseConsumer, handles
+from realtime.features import chat, moderation
 from realtime.protocol import ErrorCode, ProtocolError, now_iso
 from realtime.protocol.chat import ChatMessageIn, HistoryRequestIn, ModerationIn, TypingIn
-from realtime.services import chat, moderation
 
 
 class ChatConsumer(BaseConsumer):
     endpoint = "chat"
     requires_auth = True
-    membership_scopes = ("guild", "party")
 
     def initial_groups(self) -> Iterable[str]:
         return [groups.chat_global()]
 
     def chat_sender(self) -> chat.ChatSender:
         """The user as chat sees it: connection state, kept current by membership and moderation controls."""
+        user = self.user
         return chat.ChatSender(
-            user_id=self.user_id,
-            username=self.username,
-            guild_id=self.guild_id,
-            party_id=self.party_id,
-            muted_until=self.user.muted_until,
+            user_id=user.id,
+            username=user.username,
+            guild_id=user.guild_id,
+            party_id=user.party_id,
+            muted_until=user.muted_until,
         )
 
     @handles("chat_message", ChatMessageIn)
@@ -70,7 +70,7 @@ class ChatConsumer(BaseConsumer):
             # Cheap refusal from connection state; the service re-checks the role in the database.
             raise ProtocolError(ErrorCode.FORBIDDEN, "Only moderators and staff can moderate.")
         outcome = await moderation.moderation_apply(
-            moderator_id=self.user_id,
+            moderator_id=self.user.id,
             action=message.action,
             user_id=message.user_id,
             message_id=message.message_id,

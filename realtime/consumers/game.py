@@ -1,4 +1,4 @@
-"""`/ws/game`: player status, achievements, system announcements, game state (PROTOCOL §4).
+"""`/ws/game`: player status, achievements, system announcements, game state (docs/protocol.md §4).
 
 Presence (`online`/`offline`) is the base consumer's; this endpoint adds `set_status`.
 """
@@ -10,26 +10,26 @@ from typing import Any
 
 from realtime import groups
 from realtime.consumers.base import BaseConsumer, handles
+from realtime.features import game
 from realtime.protocol.game import SetStatusIn
-from realtime.services import game
 
 
 class GameConsumer(BaseConsumer):
     endpoint = "game"
     requires_auth = False
-    membership_scopes = ("guild", "party")
 
     def initial_groups(self) -> Iterable[str]:
         return [groups.game_all()]
 
     @handles("set_status", SetStatusIn)
     async def on_set_status(self, message: SetStatusIn, frame_id: Any) -> dict[str, Any] | None:
+        user = self.user
         await game.status_set(
-            user_id=self.user_id,
-            username=self.username,
+            user_id=user.id,
+            username=user.username,
             status=message.status,
-            guild_id=self.guild_id,
-            party_id=self.party_id,
+            guild_id=user.guild_id,
+            party_id=user.party_id,
         )
         # The player's own connections get `player_status` as confirmation; an id asks for an ack.
         return {"type": "ack"} if frame_id is not None else None

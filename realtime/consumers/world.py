@@ -1,4 +1,4 @@
-"""`/ws/world`: movement with area of interest, zones, nearby players, world events (PROTOCOL §7).
+"""`/ws/world`: movement with area of interest, zones, nearby players, world events (docs/protocol.md §7).
 
 A connection watches nothing but world-wide events until its first `zone_change`.
 """
@@ -10,9 +10,9 @@ from typing import Any
 
 from realtime import groups
 from realtime.consumers.base import BaseConsumer, handles
-from realtime.events import build_event
+from realtime.features.world import movement as world
+from realtime.outbound import build_event
 from realtime.protocol.world import NearbyPlayersRequestIn, PlayerMovementIn, ZoneChangeIn
-from realtime.services import world
 from realtime.store import Position
 
 
@@ -26,38 +26,41 @@ class WorldConsumer(BaseConsumer):
     @handles("zone_change", ZoneChangeIn, auth=False)
     async def on_zone_change(self, message: ZoneChangeIn, frame_id: Any) -> None:
         view, near = await world.zone_change(
-            runtime=self.runtime, conn=self.conn, zone_name=message.zone, x=message.x, y=message.y
+            runtime=self.node, conn=self.connection, zone_name=message.zone, x=message.x, y=message.y
         )
-        self.reply(build_event("zone_changed", zone=view.zone, x=view.x, y=view.y), frame_id)
+        self.connection.reply(build_event("zone_changed", zone=view.zone, x=view.x, y=view.y), frame_id)
         self._send_nearby(view.zone, near, frame_id)
 
     @handles("player_movement", PlayerMovementIn)
     async def on_player_movement(self, message: PlayerMovementIn, frame_id: Any) -> dict[str, Any] | None:
+        conn = self.connection
         outcome = await world.player_move(
-            runtime=self.runtime, conn=self.conn, zone_name=message.zone, x=message.x, y=message.y
+            runtime=self.node, conn=conn, zone_name=message.zone, x=message.x, y=message.y
         )
         # The mover's own area of interest changed too: players it came near or left behind.
         for player in outcome.entered:
-            self.send_event(
-                "player_entered",
-                user_id=player.user_id,
-                username=player.username,
-                zone=player.zone,
-                x=player.x,
-                y=player.y,
+            conn.send(
+                build_event(
+                    "player_entered",
+                    user_id=player.user_id,
+                    username=player.username,
+                    zone=player.zone,
+                    x=player.x,
+                    y=player.y,
+                )
             )
         for user_id in outcome.left:
-            self.send_event("player_left", user_id=user_id, zone=message.zone)
+            conn.send(build_event("player_left", user_id=user_id, zone=message.zone))
         # Moves stream at 10-20 Hz: acknowledged only when the client asks (by giving an id).
         return {"type": "ack"} if frame_id is not None else None
 
     @handles("nearby_players_request", NearbyPlayersRequestIn, auth=False)
     async def on_nearby_players_request(self, message: NearbyPlayersRequestIn, frame_id: Any) -> None:
-        zone, near = await world.nearby_players(runtime=self.runtime, conn=self.conn)
+        zone, near = await world.nearby_players(runtime=self.node, conn=self.connection)
         self._send_nearby(zone, near, frame_id)
 
     async def on_disconnected(self) -> None:
-        await world.watcher_gone(runtime=self.runtime, conn=self.conn)
+        await world.watcher_gone(runtime=self.node, conn=self.connection)
 
     def _send_nearby(self, zone: str | None, near: list[Position], frame_id: Any) -> None:
-        self.reply(build_event("nearby_players", zone=zone, players=world.players_payload(near)), frame_id)
+        self.connection.reply(build_event("nearby_players", zone=zone, players=world.players_payload(near)), frame_id)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,10 +140,6 @@ def validation_details(error: ValidationError) -> list[dict[str, str]]:
         location = ".".join(str(part) for part in item["loc"]) or "(frame)"
         details.append({"field": location, "problem": item["msg"]})
     return details
-
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # Which endpoints carry which server event types: personal messages (user groups reach every

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from realtime.combat.catalogue import MAX_MONSTERS_PER_FIGHT
+from realtime.features.combat.catalogue import MAX_MONSTERS_PER_FIGHT
 from realtime.protocol import ClientFrame
 
 

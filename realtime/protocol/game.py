@@ -12,6 +12,7 @@ from realtime.protocol import ClientFrame
 
 Status = Literal["online", "away", "busy"]
 AnnouncementLevel = Literal["info", "warning", "critical"]
+ANNOUNCEMENT_LEVELS: tuple[str, ...] = ("info", "warning", "critical")
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]

@@ -1,14 +1,13 @@
-"""Shared state for the embedded single-process default: plain dictionaries."""
+"""The store of the embedded single-process default: plain dictionaries."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from realtime.groups import cell_of
-from realtime.store import MoveOutcome, MoveStatus, Position, PresenceChange, PresenceRefresh, SharedState
+from realtime.aoi import cell_of, cell_span, cells_around, within
+from realtime.store.base import MoveOutcome, MoveStatus, Position, PresenceChange, PresenceRefresh, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,18 +20,11 @@ class _Held:
     cell: tuple[str, int, int]
 
 
-def _near(ax: float, ay: float, bx: float, by: float, radius: float) -> bool:
-    # Squared distances, exactly as the Redis scripts and the hub filter compute them, so every
-    # implementation agrees on a point that lies on the circle.
-    dx, dy = ax - bx, ay - by
-    return dx * dx + dy * dy <= radius * radius
-
-
 def _within(held: _Held, x: float, y: float, radius: float) -> bool:
-    return _near(held.position.x, held.position.y, x, y, radius)
+    return within(held.position.x, held.position.y, x, y, radius)
 
 
-class MemorySharedState(SharedState):
+class MemoryStore(Store):
     def __init__(self) -> None:
         self._presence: dict[str, dict[str, tuple[str, str]]] = {}  # user -> conn -> (instance, endpoint)
         self._instance_conns: dict[str, dict[str, str]] = {}  # instance -> conn -> user
@@ -132,11 +124,8 @@ class MemorySharedState(SharedState):
     # --- positions -----------------------------------------------------------------------------
 
     def _cells_around(self, zone: str, x: float, y: float, radius: float, cell_size: float) -> Iterator[str]:
-        span = max(1, math.ceil(radius / cell_size))
-        cx, cy = cell_of(x, y, cell_size)
-        for i in range(cx - span, cx + span + 1):
-            for j in range(cy - span, cy + span + 1):
-                yield from self._cells.get((zone, i, j), ())
+        for i, j in cells_around(*cell_of(x, y, cell_size), cell_span(radius, cell_size)):
+            yield from self._cells.get((zone, i, j), ())
 
     def _place(self, held: _Held) -> None:
         self._positions[held.position.user_id] = held
@@ -175,7 +164,7 @@ class MemorySharedState(SharedState):
         if held.connection_id != connection_id:
             return MoveOutcome(MoveStatus.NOT_OWNER, held.position)
         old = held.position
-        if not _near(position.x, position.y, old.x, old.y, max_step):
+        if not within(position.x, position.y, old.x, old.y, max_step):
             return MoveOutcome(MoveStatus.TOO_FAR, old)
         self._unplace(user_id)
         moved = Position(user_id, old.username, old.zone, position.x, position.y)
@@ -186,8 +175,8 @@ class MemorySharedState(SharedState):
         entered, left = [], []
         for other_id in candidates:
             other = self._positions[other_id].position
-            was_near = _near(other.x, other.y, old.x, old.y, radius)
-            is_near = _near(other.x, other.y, moved.x, moved.y, radius)
+            was_near = within(other.x, other.y, old.x, old.y, radius)
+            is_near = within(other.x, other.y, moved.x, moved.y, radius)
             if is_near and not was_near:
                 entered.append(other)
             elif was_near and not is_near:

@@ -1,4 +1,4 @@
-"""Shared state in Redis, for several instances. Multi-key updates are Lua scripts, so atomic.
+"""The store in Redis, for several instances. Multi-key updates are Lua scripts, so atomic.
 
 Keys (prefix `rpgrt:`):
   presence:<user>          hash  connection id -> "<instance>|<endpoint>"
@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
 
-from realtime.store import MoveOutcome, MoveStatus, Position, PresenceChange, PresenceRefresh, SharedState
+from realtime.store.base import MoveOutcome, MoveStatus, Position, PresenceChange, PresenceRefresh, Store
 
 PREFIX = "rpgrt:"
 
@@ -264,7 +264,7 @@ def _nearby(zone: str, rows: list[Any]) -> list[Position]:
     return [Position(_text(user), _text(name), zone, float(x), float(y)) for user, name, x, y in rows]
 
 
-class RedisSharedState(SharedState):
+class RedisStore(Store):
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
         self._open = client.register_script(_OPEN)
@@ -279,7 +279,7 @@ class RedisSharedState(SharedState):
         self._pos_purge = client.register_script(_POS_PURGE)
 
     @classmethod
-    def from_settings(cls, config: dict[str, Any]) -> RedisSharedState:
+    def from_settings(cls, config: dict[str, Any]) -> RedisStore:
         common = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 15}
         if config["sentinels"]:
             sentinel_kwargs = dict(common)  # given explicitly, they replace the timeouts below

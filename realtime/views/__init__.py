@@ -1,4 +1,4 @@
-"""HTTP views of the real-time system (PROTOCOL §8): health, metrics, publish."""
+"""HTTP views of the real-time system (docs/protocol.md §8): health, metrics, publish."""
 
 from realtime.views.health import health_check
 from realtime.views.metrics import MetricsView

@@ -1,4 +1,4 @@
-"""GET /api/v1/websocket/metrics: this instance's and the cluster's numbers as JSON (PROTOCOL §8).
+"""GET /api/v1/websocket/metrics: this instance's and the cluster's numbers as JSON (docs/protocol.md §8).
 
 Staff only (JWT or admin session), unless `WEBSOCKET_METRICS_PUBLIC=true`. Prometheus scrapes
 the same numbers at `/metrics`.
@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from realtime.services.monitoring import metrics_snapshot
+from realtime.features.monitoring import metrics_snapshot
 
 
 class StaffOrPublicMetrics(BasePermission):

@@ -1,4 +1,4 @@
-"""POST /api/v1/websocket/publish (staff): push a server event to a target (PROTOCOL §8).
+"""POST /api/v1/websocket/publish (staff): push a server event to a target (docs/protocol.md §8).
 
 `{"target": "user:<uuid>" | "game" | "world" | "zone:<name>" | "guild:<id>" | "party:<id>" | "chat",
   "message": {"type": "...", ...}}` → 202 `{"status": "accepted", "delivery": "live" | "stored"}`.
@@ -12,18 +12,14 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import Guild, Party
-from realtime import events
-from realtime.models import Zone
+from realtime.features import publish
 from realtime.protocol import encode, now_iso
-from realtime.services.operations import ANNOUNCEMENT_LEVELS
 
 # Types whose meaning the protocol fixes for the connection itself: a published copy would
 # confuse clients (a fake handshake, a fake error for a request, heartbeat frames).
@@ -39,8 +35,8 @@ class PublishSerializer(serializers.Serializer):
 
     def validate_target(self, target: str) -> str:
         try:
-            events.resolve_target(target)
-        except events.PublishError as exc:
+            publish.resolve_target(target)
+        except publish.PublishError as exc:
             raise serializers.ValidationError(str(exc)) from exc
         return target
 
@@ -54,12 +50,6 @@ class PublishSerializer(serializers.Serializer):
             raise serializers.ValidationError(f"'{event_type}' is reserved by the protocol and cannot be published.")
         if "id" in message:
             raise serializers.ValidationError("'id' is reserved for replies to client frames; events carry none.")
-        if event_type == "system_announcement" and (
-            not isinstance(message.get("message"), str) or message.get("level") not in ANNOUNCEMENT_LEVELS
-        ):
-            raise serializers.ValidationError(
-                "system_announcement needs a string 'message' and a 'level' of " + ", ".join(ANNOUNCEMENT_LEVELS) + "."
-            )
         size = len(encode({**message, "timestamp": now_iso()}).encode())
         if size > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
             raise serializers.ValidationError(
@@ -68,24 +58,12 @@ class PublishSerializer(serializers.Serializer):
         return message
 
 
-def _missing(target: str) -> str | None:
-    """The thing a well-formed target names, when it does not exist."""
-    kind, _, value = target.partition(":")
-    lookups = {
-        "user": (get_user_model(), "pk"),
-        "guild": (Guild, "pk"),
-        "party": (Party, "pk"),
-        "zone": (Zone, "name"),
-    }
-    if kind in lookups:
-        model, field = lookups[kind]
-        if not model.objects.filter(**{field: value}).exists():
-            return f"No such {kind}."
-    return None
-
-
 async def _publish(target: str, message: dict[str, Any]) -> str:
-    return await asyncio.wait_for(events.publish(target, message), PUBLISH_TIMEOUT)
+    """404 for a target that does not exist, else publish within PUBLISH_TIMEOUT."""
+    missing = await publish.target_missing(target)
+    if missing:
+        raise LookupError(missing)
+    return await asyncio.wait_for(publish.publish(target, message), PUBLISH_TIMEOUT)
 
 
 class PublishView(APIView):
@@ -99,13 +77,12 @@ class PublishView(APIView):
         serializer = PublishSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         target, message = serializer.validated_data["target"], serializer.validated_data["message"]
-        missing = _missing(target)
-        if missing:
-            return Response({"detail": missing}, status=status.HTTP_404_NOT_FOUND)
         try:
             delivery = async_to_sync(_publish)(target, message)
-        except events.PublishError as exc:  # the event's own checks (e.g. a game_state without key)
+        except publish.PublishError as exc:  # the event's own checks (e.g. a game_state without key)
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except LookupError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
         except TimeoutError:
             delivery = "unavailable"
         if delivery in ("local", "unavailable"):

@@ -12,11 +12,11 @@ from django.utils import timezone
 
 from accounts import services as accounts
 from accounts.models import Guild, Party, User
-from realtime import events
+from realtime import outbound
+from realtime.features import chat as chat_service
 from realtime.models import ChatMessage, ModerationAction
 from realtime.models.chat import PERMANENT
 from realtime.protocol import CloseCode
-from realtime.services import chat as chat_service
 from tests.support.communicator import connect
 from tests.support.db import db
 from tests.support.users import access_token, make_user
@@ -771,13 +771,13 @@ async def test_chat_rate_limit_zero_disables_it(settings):
 def publishes(monkeypatch):
     """The channel-layer publishes made during a test (group names)."""
     seen: list[str] = []
-    original = events._group_send
+    original = outbound._group_send
 
     async def counting(group, message):
         seen.append(group)
         return await original(group, message)
 
-    monkeypatch.setattr(events, "_group_send", counting)
+    monkeypatch.setattr(outbound, "_group_send", counting)
     return seen
 
 

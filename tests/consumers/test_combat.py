@@ -12,10 +12,11 @@ from django.test import Client as HttpClient
 from django.utils import timezone
 
 from accounts.models import Party
-from realtime.combat import engine
-from realtime.combat.catalogue import PLAYER_DEFAULT
+from realtime.features.combat import engine
+from realtime.features.combat import frames, referee
+from realtime.features.combat import service as combat
+from realtime.features.combat.catalogue import PLAYER_DEFAULT
 from realtime.models import CombatLogEntry, CombatParticipant, CombatSession
-from realtime.services import combat
 from tests.support.communicator import connect
 from tests.support.db import db
 from tests.support.users import access_token, make_user
@@ -483,7 +484,7 @@ async def test_abandoned_fight_ends_and_the_result_waits_for_the_player(settings
     await wait_for(ended)
     session = await db(CombatSession.objects.get)(pk=session_id)
     assert session.status == "fled"
-    assert [e["kind"] for e in await log_of(session_id)].count("timeout") == combat.ABANDON_AFTER_TIMEOUTS
+    assert [e["kind"] for e in await log_of(session_id)].count("timeout") == referee.ABANDON_AFTER_TIMEOUTS
     back = await connect("/ws/combat", access_token(user))
     end = await back.recv()  # kept for the player while away (offline delivery)
     assert (end["type"], end["outcome"], end["combat_session_id"]) == ("combat_end", "fled", session_id)
@@ -558,5 +559,5 @@ async def test_admin_shows_the_session_and_its_log():
 
 
 def test_frames_are_json_serialisable():
-    frame = combat.state_frame("s", {"status": "active", "round": 1, "actor": None, "participants": []}, timezone.now())
+    frame = frames.state_frame("s", {"status": "active", "round": 1, "actor": None, "participants": []}, timezone.now())
     assert json.loads(json.dumps(frame))["turn"] == {"actor": None, "deadline": None}

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import Guild, Party
-from realtime import events
-from realtime.services import game
+from realtime.features import game, publish
 from tests.support.communicator import connect
 from tests.support.db import db
 from tests.support.users import access_token, make_user
@@ -99,7 +98,7 @@ async def test_set_status_reaches_guild_party_and_own_game_connections_once(guil
         statuses = of_type(got, "player_status")
         assert [(s["user_id"], s["username"], s["status"]) for s in statuses] == [(str(me.pk), me.username, "away")]
     assert await stranger.nothing() and await my_chat.nothing()
-    from realtime.services import presence
+    from realtime.features import presence
 
     assert await presence.get_status(str(me.pk)) == "away"
     await mine.send({"type": "set_status", "status": "online"})  # no id: no ack
@@ -234,21 +233,21 @@ def test_sync_twins_work_from_sync_code(transactional_db):
 
 
 async def test_publish_checks_game_and_world_events():
-    with pytest.raises(events.PublishError, match="level"):
-        await events.publish("game", {"type": "system_announcement", "message": "x", "level": "loud"})
-    with pytest.raises(events.PublishError):
-        await events.publish("game", {"type": "game_state", "value": 1})
-    with pytest.raises(events.PublishError, match="zone"):
-        await events.publish("world", {"type": "world_event", "event": "x", "zone": "dark_forest"})
-    with pytest.raises(events.PublishError, match="zone"):
-        await events.publish("zone:atlantis", {"type": "world_event", "event": "x"})
+    with pytest.raises(publish.PublishError, match="level"):
+        await publish.publish("game", {"type": "system_announcement", "message": "x", "level": "loud"})
+    with pytest.raises(publish.PublishError):
+        await publish.publish("game", {"type": "game_state", "value": 1})
+    with pytest.raises(publish.PublishError, match="zone"):
+        await publish.publish("world", {"type": "world_event", "event": "x", "zone": "dark_forest"})
+    with pytest.raises(publish.PublishError, match="zone"):
+        await publish.publish("zone:atlantis", {"type": "world_event", "event": "x"})
     other = await user()
-    with pytest.raises(events.PublishError, match="user_id"):
-        await events.publish(
+    with pytest.raises(publish.PublishError, match="user_id"):
+        await publish.publish(
             f"user:{(await user()).pk}", {"type": "achievement", "user_id": str(other.pk), "achievement": "x"}
         )
     # Types that are not the game's or the world's pass as they are.
-    assert await events.publish("game", {"type": "custom_thing", "anything": [1, 2]}) == "live"
+    assert await publish.publish("game", {"type": "custom_thing", "anything": [1, 2]}) == "live"
 
 
 async def test_published_achievement_also_reaches_the_guild(guild):
@@ -257,7 +256,7 @@ async def test_published_achievement_also_reaches_the_guild(guild):
     mine = await on("/ws/game", me)
     await frames(guildmate)
     await frames(mine)
-    assert await events.publish(f"user:{me.pk}", {"type": "achievement", "achievement": "dragon_slayer"}) == "live"
+    assert await publish.publish(f"user:{me.pk}", {"type": "achievement", "achievement": "dragon_slayer"}) == "live"
     for client in (mine, guildmate):
         [achievement] = of_type(await frames(client), "achievement")
         assert (achievement["user_id"], achievement["achievement"]) == (str(me.pk), "dragon_slayer")
@@ -269,6 +268,6 @@ async def test_published_world_event_to_a_zone_gets_the_zone_filled_in():
     await db(create_default_zones)()
     watcher = await connect("/ws/world")
     await watcher.request({"type": "zone_change", "zone": "dark_forest"})
-    await events.publish("zone:dark_forest", {"type": "world_event", "event": "dragon_spawn", "message": "Run"})
+    await publish.publish("zone:dark_forest", {"type": "world_event", "event": "dragon_spawn", "message": "Run"})
     event = await watcher.recv_type("world_event")
     assert (event["zone"], event["event"], event["message"]) == ("dark_forest", "dragon_spawn", "Run")

@@ -19,8 +19,10 @@ from django.core.management import CommandError, call_command
 from django.test import AsyncClient
 from django.utils import timezone
 
+from realtime import boot
+from realtime import hub as hub_module
+from realtime.boot import ensure_runtime
 from realtime.models import Connection, Instance, OutboxMessage
-from realtime.runtime import ensure_runtime
 from tests.support.communicator import connect
 from tests.support.db import db
 from tests.support.users import access_token, make_user
@@ -293,9 +295,7 @@ async def test_announce_command_refuses_bad_input():
 @pytest.fixture
 def as_another_process(monkeypatch):
     """Make this process look like one without the server (a command's), for the next sends."""
-    import realtime.layers
-
-    monkeypatch.setattr(realtime.layers, "_serving", lambda: False)
+    monkeypatch.setattr(hub_module, "serving", lambda: False)
     return monkeypatch
 
 
@@ -354,7 +354,7 @@ async def test_ws_stats_lists_instances_liveness_and_connections(fast_registry):
 
 
 async def test_ws_stats_fails_cleanly_when_the_database_does(monkeypatch):
-    from realtime.services import monitoring
+    from realtime.features import monitoring
 
     def broken():
         raise RuntimeError("database is down")
@@ -365,10 +365,8 @@ async def test_ws_stats_fails_cleanly_when_the_database_does(monkeypatch):
 
 
 async def test_cleanup_connections_dry_run_then_cleanup(monkeypatch):
-    import realtime.features
-
     forgotten: list[str] = []
-    install = realtime.features.install_features
+    install = boot.install_features
 
     def install_with_probe(runtime):
         install(runtime)
@@ -378,7 +376,7 @@ async def test_cleanup_connections_dry_run_then_cleanup(monkeypatch):
 
         runtime.on_instance_dead(hook)
 
-    monkeypatch.setattr(realtime.features, "install_features", install_with_probe)
+    monkeypatch.setattr(boot, "install_features", install_with_probe)
     await db(stale_instance)("ghost-4", connections=2)
     # Rows without an instance row count as leftovers once they are stale (fresh ones may be a
     # live instance that is about to re-create its row).
@@ -402,7 +400,7 @@ async def test_cleanup_connections_dry_run_then_cleanup(monkeypatch):
 
 
 async def test_cleanup_connections_reports_failures(monkeypatch):
-    from realtime.services import operations
+    from realtime.features import operations
 
     def broken(*args, **kwargs):
         raise RuntimeError("database is down")
@@ -424,8 +422,8 @@ def test_every_command_has_help():
 
 @pytest.fixture
 def hanging_layer(monkeypatch):
+    from realtime.features import operations
     from realtime.layers import EmbeddedChannelLayer
-    from realtime.services import operations
 
     async def hang(self, group, message):
         await asyncio.sleep(3600)
@@ -517,15 +515,14 @@ async def test_deleting_a_guild_in_the_admin_moves_its_members_out():
 async def test_a_personal_event_from_another_process_is_delivered_live_or_kept(settings, monkeypatch):
     """Embedded mode: only the server knows who is connected, so a shell's personal event goes
     through the outbox and the server delivers it live, or keeps it for an offline user (§9)."""
-    import realtime.layers
+    from realtime.features.game import achievement_grant
     from realtime.models import PendingDelivery
-    from realtime.services.game import achievement_grant
 
     settings.WEBSOCKET_OUTBOX_POLL_INTERVAL = 0.1
     online, offline = await db(make_user)(), await db(make_user)()
     game = await connect("/ws/game", access_token(online))  # the server runtime polls the outbox
     with monkeypatch.context() as as_a_shell:
-        as_a_shell.setattr(realtime.layers, "_serving", lambda: False)
+        as_a_shell.setattr(hub_module, "serving", lambda: False)
         assert await achievement_grant(user_id=online.pk, achievement="first_blood") == "queued"
         assert await achievement_grant(user_id=offline.pk, achievement="first_blood") == "queued"
         # Durable: kept in the outbox however long the server takes to read it.

@@ -11,10 +11,11 @@ import pytest
 from django.db import OperationalError
 from django.test import AsyncClient
 
-import realtime.views.health as health_module
+import realtime.health as health_module
 from accounts.models import Guild, Party
-from realtime import events, groups
-from realtime.runtime import ensure_runtime
+from realtime import groups
+from realtime.boot import ensure_runtime
+from realtime.features import offline
 from tests.support.communicator import connect
 from tests.support.db import db
 from tests.support.users import access_token, make_user
@@ -194,7 +195,7 @@ async def test_personal_events_count_as_frames_out_of_the_endpoint_that_carried_
     user = await db(make_user)()
     game, chat = await connect("/ws/game", access_token(user)), await connect("/ws/chat", access_token(user))
     before = (await AsyncClient().get(METRICS, headers=headers)).json()["frames"]["out"]
-    await events.send_personal_message(user.pk, {"type": "quest_update", "step": 2})
+    await offline.send_personal(user.pk, {"type": "quest_update", "step": 2})
     for client in (game, chat):
         await client.recv_type("quest_update")
     after = (await AsyncClient().get(METRICS, headers=headers)).json()["frames"]["out"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.services import world
+from realtime.boot import ensure_runtime
+from realtime.features.world import events as world
+from realtime.features.world import zones as zone_cache
 from tests.support.communicator import connect
 from tests.support.db import db
 from tests.support.users import access_token, make_user
@@ -419,20 +421,18 @@ async def test_moves_read_zones_from_the_cache_not_the_database(monkeypatch):
     def no_database(*args, **kwargs):
         raise AssertionError("the database was read")
 
-    monkeypatch.setattr(world, "zones_load", no_database)
-    monkeypatch.setattr(world, "_zone_load_one", no_database)
+    monkeypatch.setattr(zone_cache, "zones_load", no_database)
+    monkeypatch.setattr(zone_cache, "_zone_load_one", no_database)
     await walk(mover, [(510, 500), (520, 500)])
     assert (await watcher.recv_type("player_movement"))["x"] == 510
 
 
 async def test_a_vanished_position_is_put_back_by_the_connection_holding_the_player():
-    from realtime.runtime import current_runtime
-
     mover = await player()
     await enter(mover)
     watcher = await watch(500, 540)
     # As if a survivor had purged this instance during an outage, or Redis restarted empty.
-    await current_runtime().state.position_remove(mover.user_id)
+    await (await ensure_runtime()).store.position_remove(mover.user_id)
     await move(mover, 510, 500)
     kinds = [f["type"] for f in await frames(watcher)]
     assert kinds == ["player_entered", "player_movement"]

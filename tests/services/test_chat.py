@@ -15,8 +15,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from realtime.features.chat import ChatSender, chat_history_page, chat_message_store
 from realtime.models import ChatMessage, ModerationAction
-from realtime.services.chat import ChatSender, chat_history_page, chat_message_store
 from tests.support.users import make_user
 
 pytestmark = pytest.mark.django_db

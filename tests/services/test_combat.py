@@ -9,12 +9,13 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from realtime.combat import engine
-from realtime.combat.catalogue import MONSTERS, PLAYER_DEFAULT, Stats
-from realtime.combat.engine import CombatState, RuleError
+from realtime.features.combat import engine
+from realtime.features.combat import frames, referee
+from realtime.features.combat import service as combat
+from realtime.features.combat.catalogue import MONSTERS, PLAYER_DEFAULT, Stats
+from realtime.features.combat.engine import CombatState, RuleError
 from realtime.models import CombatLogEntry, CombatParticipant, CombatSession, PlayerCombatStats
 from realtime.protocol import ProtocolError
-from realtime.services import combat
 from tests.support.db import db
 from tests.support.users import make_user
 
@@ -289,7 +290,7 @@ def test_replay_reproduces_a_fight_from_its_inputs():
 
 
 def start(user, monsters=("troll",), members=(), seed=3):
-    return combat._start(
+    return referee.start(
         user_id=str(user.pk), monsters=list(monsters), member_ids=[str(m.pk) for m in members], seed=seed
     )
 
@@ -341,10 +342,10 @@ def test_compare_and_set_refuses_a_step_computed_from_an_old_turn():
     alice = make_user()
     outcome = start(alice, ["troll"])
     stale = CombatSession.objects.get(pk=outcome.session_id)
-    combat._act(session_id=outcome.session_id, user_id=str(alice.pk), action="defend", target=None, round=None)
+    referee.act(session_id=outcome.session_id, user_id=str(alice.pk), action="defend", target=None, round=None)
     state = CombatState.from_json(stale.state)
     events = engine.act(state, actor=str(alice.pk), action="attack", target="troll-1")
-    assert combat._commit(stale, state, events, idle_timeouts=0, now=timezone.now()) is None
+    assert referee.commit(stale, state, events, idle_timeouts=0, now=timezone.now()) is None
     moves = CombatLogEntry.objects.filter(session_id=outcome.session_id, actor=str(alice.pk), kind="action")
     assert list(moves.values_list("action", flat=True)) == ["defend"]
 
@@ -353,7 +354,7 @@ def test_action_after_the_deadline_times_the_turn_out_instead():
     alice = make_user()
     outcome = start(alice, ["troll"])
     CombatSession.objects.filter(pk=outcome.session_id).update(deadline=timezone.now() - timedelta(seconds=1))
-    late = combat._act(session_id=outcome.session_id, user_id=str(alice.pk), action="defend", target=None, round=None)
+    late = referee.act(session_id=outcome.session_id, user_id=str(alice.pk), action="defend", target=None, round=None)
     assert late.refusal is not None and late.refusal.code == "not_your_turn"
     assert [e.event["type"] for e in late.effects][:2] == ["combat_timeout", "combat_state"]
     kinds = CombatLogEntry.objects.filter(session_id=outcome.session_id).values_list("kind", flat=True)
@@ -364,11 +365,11 @@ def test_timeout_only_fires_when_due_and_only_once():
     alice = make_user()
     outcome = start(alice, ["troll"])
     args = dict(session_id=outcome.session_id, turn=outcome.turn, connected={str(alice.pk)})
-    assert combat._time_out(**args) == (None, [])  # not due yet
+    assert referee.time_out(**args) == (None, [])  # not due yet
     CombatSession.objects.filter(pk=outcome.session_id).update(deadline=timezone.now())
-    fired, _ = combat._time_out(**args)
+    fired, _ = referee.time_out(**args)
     assert fired is not None
-    assert combat._time_out(**args) == (None, [])  # that turn is gone
+    assert referee.time_out(**args) == (None, [])  # that turn is gone
 
 
 async def test_concurrent_sweeps_and_timers_fire_one_timeout_per_turn():
@@ -390,16 +391,16 @@ def test_unattended_fight_is_abandoned_after_consecutive_timeouts():
     alice = make_user()
     outcome = start(alice, ["goblin"])  # weak: the player survives the unanswered turns
     session_id, turn = outcome.session_id, outcome.turn
-    for n in range(combat.ABANDON_AFTER_TIMEOUTS):
+    for n in range(referee.ABANDON_AFTER_TIMEOUTS):
         CombatSession.objects.filter(pk=session_id).update(deadline=timezone.now())
-        fired, _ = combat._time_out(session_id=session_id, turn=turn, connected=set())
+        fired, _ = referee.time_out(session_id=session_id, turn=turn, connected=set())
         turn = fired.turn
         session = CombatSession.objects.get(pk=session_id)
         assert session.idle_timeouts == n + 1
     assert session.status == "fled" and session.ended_at is not None
     assert not CombatParticipant.objects.filter(session_id=session_id, active=True).exists()
     kinds = list(session.log.values_list("kind", flat=True))
-    assert kinds.count("timeout") == combat.ABANDON_AFTER_TIMEOUTS and "abandoned" in kinds
+    assert kinds.count("timeout") == referee.ABANDON_AFTER_TIMEOUTS and "abandoned" in kinds
     end = [e.event for e in fired.effects if e.kind == "user"]
     assert [(e["type"], e["outcome"]) for e in end] == [("combat_end", "fled")]
 
@@ -408,7 +409,7 @@ def test_a_connected_player_resets_the_idle_count():
     alice = make_user()
     outcome = start(alice, ["goblin"])
     CombatSession.objects.filter(pk=outcome.session_id).update(deadline=timezone.now(), idle_timeouts=2)
-    combat._time_out(session_id=outcome.session_id, turn=outcome.turn, connected={str(alice.pk)})
+    referee.time_out(session_id=outcome.session_id, turn=outcome.turn, connected={str(alice.pk)})
     assert CombatSession.objects.get(pk=outcome.session_id).idle_timeouts == 0
 
 
@@ -416,7 +417,7 @@ def test_unknown_presence_never_abandons():
     alice = make_user()
     outcome = start(alice, ["goblin"])
     CombatSession.objects.filter(pk=outcome.session_id).update(deadline=timezone.now(), idle_timeouts=2)
-    combat._time_out(session_id=outcome.session_id, turn=outcome.turn, connected=None)
+    referee.time_out(session_id=outcome.session_id, turn=outcome.turn, connected=None)
     session = CombatSession.objects.get(pk=outcome.session_id)
     assert session.status == "active" and session.idle_timeouts == 0
 
@@ -425,7 +426,7 @@ def test_timeout_announces_players_whose_connection_vanished():
     alice = make_user()
     outcome = start(alice, ["troll"])
     CombatSession.objects.filter(pk=outcome.session_id).update(deadline=timezone.now())
-    _, gone = combat._time_out(session_id=outcome.session_id, turn=outcome.turn, connected=set())
+    _, gone = referee.time_out(session_id=outcome.session_id, turn=outcome.turn, connected=set())
     assert gone == [str(alice.pk)]
     assert not CombatParticipant.objects.get(user=alice).connected
 
@@ -441,10 +442,10 @@ def test_stored_log_replays_to_the_stored_state():
         state = CombatState.from_json(session.state)
         if session.turn % 3 == 0:
             CombatSession.objects.filter(pk=session_id).update(deadline=timezone.now())
-            combat._time_out(session_id=session_id, turn=session.turn, connected=None)
+            referee.time_out(session_id=session_id, turn=session.turn, connected=None)
             continue
         target = first_living_monster(state)
-        combat._act(session_id=session_id, user_id=session.actor, action="attack", target=target, round=None)
+        referee.act(session_id=session_id, user_id=session.actor, action="attack", target=target, round=None)
     log = [entry.event for entry in session.log.order_by("id") if entry.kind != "participant"]
     replayed, events = engine.replay(session.initial_state, log)
     assert replayed.to_json() == session.state
@@ -464,7 +465,7 @@ async def test_dead_instance_hook_announces_players_whose_connection_went_with_i
 
 
 async def test_the_sweep_alone_times_turns_out(settings):
-    from realtime.runtime import ensure_runtime
+    from realtime.boot import ensure_runtime
 
     settings.COMBAT_TURN_TIMEOUT = 0.2
     runtime = await ensure_runtime()

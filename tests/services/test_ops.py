@@ -16,11 +16,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from redis.asyncio.sentinel import SentinelConnectionPool
 
+from realtime import outbox
+from realtime.features import monitoring
 from realtime.layers import EmbeddedChannelLayer
 from realtime.models import Connection, Instance, OutboxMessage
-from realtime.services import monitoring, outbox
-from realtime.store.memory import MemorySharedState
-from realtime.store.redis import RedisSharedState
+from realtime.store.memory import MemoryStore
+from realtime.store.redis import RedisStore
 from rpgrealtime.redis_config import channel_layer_hosts, redis_settings_from_env
 from tests.support.cluster import ROOT, RedisServer
 from tests.support.db import db
@@ -97,7 +98,7 @@ def test_sentinel_configuration_builds_the_shared_state_client(redis_env):
     config = redis_env(
         REDIS_SENTINELS="s1:26379", REDIS_SENTINEL_MASTER="mymaster", REDIS_PASSWORD="a", REDIS_SENTINEL_PASSWORD="b"
     )
-    state = RedisSharedState.from_settings(config)
+    state = RedisStore.from_settings(config)
     pool = state.redis.connection_pool
     assert isinstance(pool, SentinelConnectionPool) and pool.service_name == "mymaster"
     assert pool.connection_kwargs["password"] == "a" and pool.connection_kwargs["socket_timeout"] == 5
@@ -202,10 +203,10 @@ async def test_the_embedded_layer_falls_back_to_memory_without_a_database(monkey
 @pytest.fixture(params=["memory", "redis"])
 async def shared_state(request):
     if request.param == "memory":
-        yield MemorySharedState()
+        yield MemoryStore()
         return
     server = RedisServer().start()
-    state = RedisSharedState.from_settings(
+    state = RedisStore.from_settings(
         {"url": server.url, "password": None, "sentinels": [], "db": 0, "max_connections": 10}
     )
     try:

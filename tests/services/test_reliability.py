@@ -10,16 +10,19 @@ import logging
 import pytest
 from channels.layers import get_channel_layer
 
-from realtime import events, groups
+from realtime import groups, health, outbound, watchdog
 from realtime import runtime as runtime_module
+from realtime import store as store_module
+from realtime.boot import ensure_runtime
+from realtime.features import offline, presence
+from realtime.features.presence import PresenceTracker
 from realtime.hub import EVENT
 from realtime.models import Connection as ConnectionRecord
 from realtime.models import Instance
 from realtime.outages import DATABASE, REDIS, Outages, outages
-from realtime.runtime import ensure_runtime
-from realtime.services import presence, recovery
-from realtime.store.memory import MemorySharedState
-from realtime.store.redis import RedisSharedState
+from realtime.protocol import encode
+from realtime.store.memory import MemoryStore
+from realtime.store.redis import RedisStore
 from tests.support.cluster import RedisServer
 from tests.support.communicator import connect
 from tests.support.db import db
@@ -38,10 +41,10 @@ def redis_server():
 @pytest.fixture(params=["memory", "redis"])
 async def state(request):
     if request.param == "memory":
-        yield MemorySharedState()
+        yield MemoryStore()
         return
     server = request.getfixturevalue("redis_server")
-    store = RedisSharedState.from_settings(
+    store = RedisStore.from_settings(
         {"url": server.url, "password": None, "sentinels": [], "db": 0, "max_connections": 10}
     )
     await store.redis.flushdb()
@@ -136,8 +139,8 @@ async def no_watchdog(self) -> None:
 
 @pytestmark_db
 async def test_a_slow_layer_send_is_delivered_locally_at_once_and_elsewhere_late(monkeypatch, caplog):
-    monkeypatch.setattr(events, "LAYER_SEND_TIMEOUT", 0.2)
-    monkeypatch.setattr(recovery.Watchdog, "run", no_watchdog)  # it would see the layer's probe pass
+    monkeypatch.setattr(outbound, "LAYER_SEND_TIMEOUT", 0.2)
+    monkeypatch.setattr(watchdog.Watchdog, "run", no_watchdog)  # it would see the layer's probe pass
     client = await connect("/ws/game")
     layer = get_channel_layer()
     real_send = layer.group_send
@@ -151,17 +154,18 @@ async def test_a_slow_layer_send_is_delivered_locally_at_once_and_elsewhere_late
     with caplog.at_level(logging.WARNING):
         for n in range(5):
             reached = await asyncio.wait_for(
-                events.broadcast_to_channel(groups.game_all(), events.build_event("game_state", key="k", value=n)), 2
+                outbound.broadcast_to_channel(groups.game_all(), outbound.build_event("game_state", key="k", value=n)),
+                2,
             )
             assert reached is False  # not confirmed in time
     assert [(await client.recv_type("game_state"))["value"] for _ in range(5)] == [0, 1, 2, 3, 4]
-    assert len(events._outliving) == 5  # still being sent: a slow Redis is not a lost one
+    assert len(outbound._outliving) == 5  # still being sent: a slow Redis is not a lost one
     release.set()
     for _ in range(50):
-        if not events._outliving:
+        if not outbound._outliving:
             break
         await asyncio.sleep(0.02)
-    assert not events._outliving
+    assert not outbound._outliving
     assert await client.nothing(0.3)  # the late copies came back through the layer and were dropped
     assert not [r for r in caplog.records if r.name == "realtime.outages"]  # slow is not an outage
     await client.close()
@@ -169,8 +173,8 @@ async def test_a_slow_layer_send_is_delivered_locally_at_once_and_elsewhere_late
 
 @pytestmark_db
 async def test_when_redis_is_known_down_a_hung_send_is_given_up(monkeypatch):
-    monkeypatch.setattr(events, "LAYER_SEND_TIMEOUT", 0.2)
-    monkeypatch.setattr(recovery.Watchdog, "run", no_watchdog)
+    monkeypatch.setattr(outbound, "LAYER_SEND_TIMEOUT", 0.2)
+    monkeypatch.setattr(watchdog.Watchdog, "run", no_watchdog)
     client = await connect("/ws/game")
     layer = get_channel_layer()
     cancelled = []
@@ -183,20 +187,20 @@ async def test_when_redis_is_known_down_a_hung_send_is_given_up(monkeypatch):
             raise
 
     monkeypatch.setattr(layer, "group_send", hang)
-    outages.failed(events.layer_service(), ConnectionError("known down"))
+    outages.failed(outbound.layer_service(), ConnectionError("known down"))
     assert (
-        await events.broadcast_to_channel(groups.game_all(), events.build_event("game_state", key="k", value=1))
+        await outbound.broadcast_to_channel(groups.game_all(), outbound.build_event("game_state", key="k", value=1))
         is False
     )
     assert (await client.recv_type("game_state"))["value"] == 1
     await asyncio.sleep(0.05)
-    assert cancelled == [groups.game_all()] and not events._outliving
+    assert cancelled == [groups.game_all()] and not outbound._outliving
     await client.close()
 
 
 @pytestmark_db
 async def test_a_refusing_layer_is_an_outage_logged_once(monkeypatch, caplog):
-    monkeypatch.setattr(recovery.Watchdog, "run", no_watchdog)
+    monkeypatch.setattr(watchdog.Watchdog, "run", no_watchdog)
     client = await connect("/ws/game")
 
     async def refuse(group, message):
@@ -205,7 +209,7 @@ async def test_a_refusing_layer_is_an_outage_logged_once(monkeypatch, caplog):
     monkeypatch.setattr(get_channel_layer(), "group_send", refuse)
     with caplog.at_level(logging.WARNING):
         for n in range(5):
-            await events.broadcast_to_channel(groups.game_all(), events.build_event("game_state", key="k", value=n))
+            await outbound.broadcast_to_channel(groups.game_all(), outbound.build_event("game_state", key="k", value=n))
     assert [(await client.recv_type("game_state"))["value"] for _ in range(5)] == [0, 1, 2, 3, 4]
     assert len([r for r in caplog.records if r.name == "realtime.outages"]) == 1
     await client.close()
@@ -215,12 +219,12 @@ async def test_a_refusing_layer_is_an_outage_logged_once(monkeypatch, caplog):
 async def test_a_late_copy_of_a_locally_delivered_broadcast_is_dropped():
     client = await connect("/ws/game")
     runtime = await ensure_runtime()
-    event = events.build_event("game_state", key="once", value=1)
-    message = {"type": EVENT, "group": groups.game_all(), "text": events.encode(event), "sent_at": 123.0}
+    event = outbound.build_event("game_state", key="once", value=1)
+    message = {"type": EVENT, "group": groups.game_all(), "text": encode(event), "sent_at": 123.0}
     runtime.hub.dispatch_fallback(dict(message))
     # The PUBLISH that timed out is carried out after all: the copy arrives through the layer.
     await get_channel_layer().group_send(groups.game_all(), dict(message))
-    await events.broadcast_to_channel(groups.game_all(), events.build_event("game_state", key="next", value=2))
+    await outbound.broadcast_to_channel(groups.game_all(), outbound.build_event("game_state", key="next", value=2))
     assert (await client.recv_type("game_state"))["key"] == "once"
     assert (await client.recv_type("game_state"))["key"] == "next"
     await client.close()
@@ -235,10 +239,10 @@ async def test_personal_message_reaches_a_local_connection_when_presence_fails(m
     async def broken(*args, **kwargs):
         raise ConnectionError("redis down")
 
-    monkeypatch.setattr(runtime.state, "user_endpoints", broken)
+    monkeypatch.setattr(runtime.store, "user_endpoints", broken)
     assert await presence.user_reachable(str(user.pk), frozenset({"chat"})) is True
     assert await presence.user_reachable(str(user.pk), frozenset({"combat"})) is False
-    delivery = await events.send_personal_message(str(user.pk), events.build_event("notice", text="hi"))
+    delivery = await offline.send_personal(str(user.pk), outbound.build_event("notice", text="hi"))
     assert delivery == "live"
     assert (await client.recv_type("notice"))["text"] == "hi"
     await client.close()
@@ -247,7 +251,7 @@ async def test_personal_message_reaches_a_local_connection_when_presence_fails(m
 # --- presence reconciliation by housekeeping ----------------------------------------------------
 
 
-class FlakyState(MemorySharedState):
+class FlakyState(MemoryStore):
     """Memory state whose presence calls fail while `down` is set."""
 
     def __init__(self) -> None:
@@ -278,7 +282,7 @@ class FlakyState(MemorySharedState):
 @pytest.fixture
 def flaky(settings):
     settings.WEBSOCKET_CLEANUP_INTERVAL = 3600  # reconciliation runs only when the test says
-    state = runtime_module._states["memory"] = FlakyState()
+    state = store_module._stores["memory"] = FlakyState()
     return state
 
 
@@ -291,7 +295,6 @@ async def status_of(client, user):
 @pytestmark_db
 async def test_closes_and_opens_missed_during_an_outage_are_announced_once_it_ends(flaky):
     from accounts.models import Guild
-    from realtime.housekeeping import presence_reconcile
 
     guild = await db(Guild.objects.create)(name="Reconcilers")
     watcher_user = await db(make_user)(guild=guild)
@@ -301,23 +304,23 @@ async def test_closes_and_opens_missed_during_an_outage_are_announced_once_it_en
     leaving = await connect("/ws/game", access_token(leaver))
     assert (await status_of(watcher, leaver))["status"] == "online"
     runtime = await ensure_runtime()
-    await presence_reconcile(runtime)
+    await runtime.get(PresenceTracker).reconcile()
 
     flaky.down = True
     await leaving.close()
     joining = await connect("/ws/game", access_token(joiner))
     assert await watcher.nothing(0.2)  # neither change could be recorded, nor announced
-    await presence_reconcile(runtime)  # still down: nothing happens
-    assert list(runtime.unconfirmed_closes.values()) == [str(leaver.pk)]
+    await runtime.get(PresenceTracker).reconcile()  # still down: nothing happens
+    assert list(runtime.get(PresenceTracker).unconfirmed_closes.values()) == [str(leaver.pk)]
 
     flaky.down = False
-    await presence_reconcile(runtime)  # first run back: re-asserts, announces the missed opening
+    await runtime.get(PresenceTracker).reconcile()  # first run back: re-asserts, announces the missed opening
     assert (await status_of(watcher, joiner))["status"] == "online"
     assert await flaky.user_endpoints(str(leaver.pk)) == {"game": 1}  # not yet: others re-assert first
-    await presence_reconcile(runtime)  # second run: the missed close is applied
+    await runtime.get(PresenceTracker).reconcile()  # second run: the missed close is applied
     assert (await status_of(watcher, leaver))["status"] == "offline"
     assert await flaky.user_endpoints(str(leaver.pk)) == {}
-    await presence_reconcile(runtime)
+    await runtime.get(PresenceTracker).reconcile()
     assert await watcher.nothing(0.2)  # each announced once
     for client in (watcher, joining):
         await client.close()
@@ -325,8 +328,6 @@ async def test_closes_and_opens_missed_during_an_outage_are_announced_once_it_en
 
 @pytestmark_db
 async def test_strays_are_removed_only_when_seen_twice(flaky):
-    from realtime.housekeeping import presence_reconcile
-
     user = await db(make_user)()
     client = await connect("/ws/game", access_token(user))
     runtime = await ensure_runtime()
@@ -334,11 +335,11 @@ async def test_strays_are_removed_only_when_seen_twice(flaky):
     await flaky.connection_opened(
         user_id=str(user.pk), connection_id="ghost", endpoint="chat", instance_id=runtime.instance_id
     )
-    await presence_reconcile(runtime)
-    assert runtime.presence_strays == {"ghost": str(user.pk)}
+    await runtime.get(PresenceTracker).reconcile()
+    assert runtime.get(PresenceTracker).strays == {"ghost": str(user.pk)}
     assert await flaky.user_endpoints(str(user.pk)) == {"game": 1, "chat": 1}
-    await presence_reconcile(runtime)
-    assert runtime.presence_strays == {}
+    await runtime.get(PresenceTracker).reconcile()
+    assert runtime.get(PresenceTracker).strays == {}
     assert await flaky.user_endpoints(str(user.pk)) == {"game": 1}
     await client.close()
 
@@ -348,25 +349,23 @@ async def test_strays_are_removed_only_when_seen_twice(flaky):
 
 @pytestmark_db
 async def test_watchdog_logs_a_database_outage_once_and_its_end_once(monkeypatch, caplog):
-    from realtime.views import health
-
     runtime = await ensure_runtime()
-    watchdog = recovery.Watchdog(runtime)
+    dog = watchdog.Watchdog(runtime)
     checks = {"channel_layer": {"status": "ok"}, "shared_state": {"status": "ok"}, "database": {"status": "ok"}}
 
-    async def run_checks(timeout=None):
+    async def run_checks(**kwargs):
         return checks
 
     monkeypatch.setattr(health, "run_checks", run_checks)
     with caplog.at_level(logging.WARNING, logger="realtime.outages"):
-        await watchdog.run()
+        await dog.run()
         checks["database"] = {"status": "error", "error": "OperationalError"}
         for _ in range(10):
-            await watchdog.run()
+            await dog.run()
         assert outages.down(DATABASE)
         checks["database"] = {"status": "ok"}
-        await watchdog.run()
-        await watchdog.run()
+        await dog.run()
+        await dog.run()
     lines = [r.getMessage() for r in caplog.records if r.name == "realtime.outages"]
     assert lines[0] == "database unavailable (database=OperationalError)"
     assert lines[1].startswith("database available again after")
@@ -375,28 +374,27 @@ async def test_watchdog_logs_a_database_outage_once_and_its_end_once(monkeypatch
 
 @pytestmark_db
 async def test_watchdog_hands_over_events_kept_while_presence_failed(monkeypatch):
-    from realtime.services import offline
-    from realtime.views import health
+    from realtime.features import offline
 
     user = await db(make_user)()
     client = await connect("/ws/chat", access_token(user))
     runtime = await ensure_runtime()
-    frame = events.encode(events.build_event("chat_message", content="kept while down", channel="private"))
+    frame = encode(outbound.build_event("chat_message", content="kept while down", channel="private"))
     await offline.pending_store_async(user_id=str(user.pk), event_type="chat_message", frame=frame, endpoints=["chat"])
     checks = {"channel_layer": {"status": "error", "error": "ConnectionError"}, "shared_state": {"status": "ok"}}
     checks["database"] = {"status": "ok"}
 
-    async def run_checks(timeout=None):
+    async def run_checks(**kwargs):
         return checks
 
     monkeypatch.setattr(health, "run_checks", run_checks)
-    watchdog = recovery.Watchdog(runtime, watch_redis=True)
-    await watchdog.run()
+    dog = watchdog.Watchdog(runtime, watch_redis=True)
+    await dog.run()
     assert await client.nothing(0.2)
     checks["channel_layer"] = {"status": "ok"}
-    await watchdog.run()
+    await dog.run()
     assert (await client.recv_type("chat_message"))["content"] == "kept while down"
-    await watchdog.run()
+    await dog.run()
     assert await client.nothing(0.2)
     await client.close()
 
@@ -419,7 +417,7 @@ async def test_drain_removes_the_registry_rows_even_when_redis_hangs(monkeypatch
     async def hang(instance_id):
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(runtime.state, "purge_instance", hang)
+    monkeypatch.setattr(runtime.store, "purge_instance", hang)
     await asyncio.wait_for(runtime.drain(), 3)
     assert not await db(ConnectionRecord.objects.filter(instance_id=runtime.instance_id).exists)()
     assert not await db(Instance.objects.filter(id=runtime.instance_id).exists)()
@@ -433,14 +431,14 @@ async def test_drain_removes_the_registry_rows_even_when_redis_hangs(monkeypatch
 async def test_connecting_while_the_database_is_down_says_try_again_not_invalid_token(monkeypatch):
     from django.db import OperationalError
 
-    from realtime import middleware
+    from realtime import auth
 
     user = await db(make_user)()
 
     def down(user_id):
         raise OperationalError('connection to server at "10.0.0.5", port 5432 failed')
 
-    monkeypatch.setattr(middleware, "_load_user", down)
+    monkeypatch.setattr(auth, "connection_user_load", down)
     client = await connect("/ws/chat", access_token(user), expect_established=False)
     error = await client.recv()
     assert (error["code"], error["message"]) == ("unavailable", "A backing service is unavailable; try again shortly.")
@@ -463,19 +461,17 @@ def test_only_connection_level_errors_count_as_outages():
 
 @pytestmark_db
 async def test_watchdog_takes_slow_broadcasts_for_a_busy_instance_not_an_outage(monkeypatch):
-    from realtime.views import health
-
     runtime = await ensure_runtime()
     checks = {"channel_layer": {"status": "error", "error": "timeout"}, "shared_state": {"status": "ok"}}
     checks["database"] = {"status": "ok"}
 
-    async def run_checks(timeout=None):
+    async def run_checks(**kwargs):
         return checks
 
     monkeypatch.setattr(health, "run_checks", run_checks)
-    watchdog = recovery.Watchdog(runtime, watch_redis=True)
-    await watchdog.run()
+    dog = watchdog.Watchdog(runtime, watch_redis=True)
+    await dog.run()
     assert not outages.down(REDIS)
     checks["shared_state"] = {"status": "error", "error": "timeout"}  # Redis itself does not answer
-    await watchdog.run()
+    await dog.run()
     assert outages.down(REDIS)

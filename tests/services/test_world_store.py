@@ -7,8 +7,8 @@ import random
 import pytest
 
 from realtime.store import MoveStatus, Position
-from realtime.store.memory import MemorySharedState
-from realtime.store.redis import RedisSharedState
+from realtime.store.memory import MemoryStore
+from realtime.store.redis import RedisStore
 from tests.support.cluster import RedisServer
 
 R = 100.0
@@ -24,10 +24,10 @@ def redis_server():
 @pytest.fixture(params=["memory", "redis"])
 async def state(request):
     if request.param == "memory":
-        yield MemorySharedState()
+        yield MemoryStore()
         return
     server = request.getfixturevalue("redis_server")
-    store = RedisSharedState.from_settings(
+    store = RedisStore.from_settings(
         {"url": server.url, "password": None, "sentinels": [], "db": 0, "max_connections": 10}
     )
     await store.redis.flushdb()

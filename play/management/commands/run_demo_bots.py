@@ -19,8 +19,8 @@ from django.core.management.base import BaseCommand, CommandError
 from rest_framework_simplejwt.tokens import AccessToken
 
 from play import services
+from realtime.features.world.zones import ZoneSpec
 from realtime.models import Zone
-from realtime.services.world import ZoneSpec
 
 
 def websocket_base(url: str) -> str:
@@ -58,7 +58,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         try:
-            from play import bots
+            from play import bots  # noqa: PLC0415 - `websockets` is optional: a clear error, not an import failure
         except ImportError as exc:  # `websockets` is a development requirement, not in the image
             raise CommandError(
                 f"The bots need the `websockets` package ({exc}); install requirements.txt in full."

@@ -11,7 +11,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from realtime.services import operations
+from realtime.features import game, operations
+from realtime.protocol.game import ANNOUNCEMENT_LEVELS
 
 
 class Command(BaseCommand):
@@ -19,9 +20,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("message", help="The announcement text (at most 1000 characters).")
-        parser.add_argument(
-            "--level", choices=operations.ANNOUNCEMENT_LEVELS, default="info", help="Severity shown to players."
-        )
+        parser.add_argument("--level", choices=ANNOUNCEMENT_LEVELS, default="info", help="Severity shown to players.")
         parser.add_argument(
             "--timeout",
             type=float,
@@ -31,8 +30,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, message: str, level: str, timeout: float, **options) -> None:
         try:
-            reached = operations.run_bounded(operations.announcement_send, timeout, message=message, level=level)
-        except operations.OperationError as exc:
+            reached = operations.run_bounded(game.announcement_send, timeout, message=message, level=level)
+        except ValueError as exc:
             raise CommandError(str(exc), returncode=2) from exc
         except TimeoutError as exc:
             raise CommandError(f"The channel layer did not answer within {timeout:g} s; nothing was sent.") from exc

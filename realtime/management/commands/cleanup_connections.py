@@ -13,7 +13,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from realtime.services import operations
+from realtime.boot import cleanup_runtime
+from realtime.features import operations
 
 
 class Command(BaseCommand):
@@ -24,7 +25,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, dry_run: bool, **options) -> None:
         try:
-            found = operations.run_bounded(operations.dead_instances_cleanup, 120.0, dry_run=dry_run)
+            found = operations.run_bounded(
+                operations.dead_instances_cleanup, 120.0, runtime=cleanup_runtime(), dry_run=dry_run
+            )
         except Exception as exc:
             raise CommandError(f"Cleanup failed: {type(exc).__name__}: {exc}") from exc
         limit = settings.WEBSOCKET_CLEANUP_INTERVAL * 3

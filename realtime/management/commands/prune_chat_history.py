@@ -9,7 +9,7 @@ import math
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from realtime.services.chat import chat_history_prune
+from realtime.features.chat import chat_history_prune
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from realtime.services import monitoring
+from realtime.features import monitoring
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""Moderation (PROTOCOL §5): mute, unmute, ban, unban, kick and delete_message, from the socket
+"""Moderation (docs/protocol.md §5): mute, unmute, ban, unban, kick and delete_message, from the socket
 or the admin, each recorded in `ModerationAction` and made effective on every instance at once.
 
 Rules (the same for every caller):
@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -28,16 +28,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from realtime import groups
-from realtime.events import broadcast_to_channel, build_event, send_control, send_personal_message
+from realtime.connection import Connection
+from realtime.features import offline
+from realtime.features.chat import public_until
 from realtime.models import ChatMessage, ModerationAction
 from realtime.models.chat import PERMANENT
+from realtime.outbound import broadcast_to_channel, build_event, send_control
 from realtime.protocol import CloseCode, ErrorCode, ProtocolError, iso_or_none
-from realtime.services import offline
-from realtime.services.chat import public_until
-
-if TYPE_CHECKING:
-    from realtime.connection import Connection
-    from realtime.runtime import Runtime
+from realtime.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +175,7 @@ async def moderation_publish(outcome: ModerationOutcome) -> None:
         )
     if outcome.user_id:
         # Kept for later only when it still means something once the user is back.
-        await send_personal_message(
+        await offline.send_personal(
             outcome.user_id, build_event("moderation_notice", **fields), store_if_offline=action != Action.KICK
         )
     if target and action in CLOSING_ACTIONS:
@@ -230,7 +228,7 @@ def _parse_time(value: Any) -> datetime | None:
 
 def moderation_state_control(conn: Connection, message: dict[str, Any]) -> None:
     """Apply a user's new mute/ban state to one local connection (no database read)."""
-    user = getattr(conn.consumer, "user", None)
+    user = conn.user
     if user is None:
         return
     user.muted_until = _parse_time(message.get("muted_until"))
@@ -238,4 +236,4 @@ def moderation_state_control(conn: Connection, message: dict[str, Any]) -> None:
 
 
 def install(runtime: Runtime) -> None:
-    runtime.hub.register_control("moderation_state", moderation_state_control)
+    runtime.on_control("moderation_state", moderation_state_control)

@@ -1,13 +1,13 @@
-"""The game API (PROTOCOL §4): how the rest of the game tells players things in real time.
+"""The game API (docs/protocol.md §4): how the rest of the game tells players things in real time.
 
     await game.announcement_send(message="Server restart in 5 minutes", level="warning")
     await game.achievement_grant(user_id=user.pk, achievement="first_kill")
     await game.game_state_set(key="season", value={"name": "winter", "ends": "…"})
-    await game.world_event_send(event="dragon_spawn", zone="dark_forest", message="A dragon!")
     game.announcement_send_sync(message="…")  # from sync code (views, admin, commands)
 
-Every function checks the event's shape first and raises ValueError (LookupError for an
-unknown user or zone) without sending anything.
+World events are the world's: `realtime.features.world.events.world_event_send`. Every function
+checks the event's shape first and raises ValueError (LookupError for an unknown user) without
+sending anything.
 """
 
 from __future__ import annotations
@@ -19,28 +19,31 @@ from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 
 from realtime import groups
-from realtime.events import broadcast_to_channel, build_event, send_personal_message
-from realtime.protocol.game import AchievementOut, GameStateOut, SystemAnnouncementOut
-from realtime.services import presence
-from realtime.services.world import world_event_send
+from realtime.features import presence
+from realtime.features.offline import send_personal
+from realtime.outbound import broadcast_to_channel, build_event
+from realtime.protocol.game import ANNOUNCEMENT_LEVELS, AchievementOut, GameStateOut, SystemAnnouncementOut
 
-__all__ = [
-    "achievement_grant",
-    "achievement_grant_sync",
-    "announcement_send",
-    "announcement_send_sync",
-    "game_state_set",
-    "game_state_set_sync",
-    "status_set",
-    "world_event_send",
-    "world_event_send_sync",
-]
+MAX_ANNOUNCEMENT_LENGTH = 1000
 
 
-async def announcement_send(*, message: str, level: str = "info", **extra: Any) -> None:
-    """`system_announcement` to every `/ws/game` connection, anonymous ones included."""
-    fields = SystemAnnouncementOut.model_validate({"message": message, "level": level, **extra})
-    await broadcast_to_channel(groups.game_all(), build_event("system_announcement", **fields.model_dump()))
+def announcement_build(*, message: str, level: str = "info", **extra: Any) -> dict[str, Any]:
+    """A checked `system_announcement` frame; ValueError in words an operator can act on."""
+    text = message.strip() if isinstance(message, str) else ""
+    if not text:
+        raise ValueError("The announcement is empty.")
+    if len(text) > MAX_ANNOUNCEMENT_LENGTH:
+        raise ValueError(f"Announcements are at most {MAX_ANNOUNCEMENT_LENGTH} characters.")
+    if level not in ANNOUNCEMENT_LEVELS:
+        raise ValueError(f"level must be one of {', '.join(ANNOUNCEMENT_LEVELS)}.")
+    fields = SystemAnnouncementOut.model_validate({"message": text, "level": level, **extra})
+    return build_event("system_announcement", **fields.model_dump())
+
+
+async def announcement_send(*, message: str, level: str = "info", **extra: Any) -> bool:
+    """`system_announcement` to every `/ws/game` connection, anonymous ones included; False when
+    the channel layer refused (only this instance's connections were reached)."""
+    return await broadcast_to_channel(groups.game_all(), announcement_build(message=message, level=level, **extra))
 
 
 def _user_name_and_guild(user_id: str) -> tuple[str, Any] | None:
@@ -56,18 +59,18 @@ async def achievement_grant(*, user_id: Any, achievement: str, **extra: Any) -> 
         raise LookupError(f"no user {fields.user_id}")
     username, guild_id = found
     event = build_event("achievement", **{**fields.model_dump(), "username": username})
-    outcome = await send_personal_message(fields.user_id, event)
+    outcome = await send_personal(fields.user_id, event)
     if guild_id:
         # The user's own game connections are guild members too: they already have it.
         await broadcast_to_channel(groups.membership("game", "guild", guild_id), event, exclude_user=fields.user_id)
     return outcome
 
 
-async def game_state_set(*, key: str, value: Any, **extra: Any) -> None:
+async def game_state_set(*, key: str, value: Any, **extra: Any) -> bool:
     """`game_state` (key, value) to every `/ws/game` connection. Not kept: a client that connects
     later learns a value from the game's HTTP API or the next update."""
     fields = GameStateOut.model_validate({"key": key, "value": value, **extra})
-    await broadcast_to_channel(groups.game_all(), build_event("game_state", **fields.model_dump()))
+    return await broadcast_to_channel(groups.game_all(), build_event("game_state", **fields.model_dump()))
 
 
 async def status_set(*, user_id: str, username: str, status: str, guild_id: str | None, party_id: str | None) -> None:
@@ -81,4 +84,3 @@ async def status_set(*, user_id: str, username: str, status: str, guild_id: str 
 announcement_send_sync = async_to_sync(announcement_send)
 achievement_grant_sync = async_to_sync(achievement_grant)
 game_state_set_sync = async_to_sync(game_state_set)
-world_event_send_sync = async_to_sync(world_event_send)

@@ -1,45 +1,37 @@
-"""Operator actions: disconnect connections anywhere, announce, clean up after dead instances.
+"""Operator actions: disconnect connections anywhere, clean up after dead instances.
 
-The admin, the management commands and the publish API call these; every send goes through
-`realtime/events.py`, so an action taken on any process reaches every instance.
+The admin and the management commands call these; every send goes through
+`realtime/outbound.py`, so an action taken on any process reaches every instance.
+Announcements are the game API's (`features/game.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 
-from realtime import events, groups
+from realtime import groups
 from realtime.models import Connection, Instance
+from realtime.outbound import send_control
 from realtime.protocol import CloseCode, ErrorCode
 from realtime.registry import find_dead_instances
-
-if TYPE_CHECKING:
-    from realtime.runtime import Runtime
+from realtime.runtime import Runtime
+from realtime.store import get_store
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ANNOUNCEMENT_LEVELS = ("info", "warning", "critical")
-MAX_ANNOUNCEMENT_LENGTH = 1000
 DISCONNECT_BATCH = 500  # connection ids per control message
 # Sync callers (admin, commands) wait at most this long for the layer: Redis may hang.
 OPERATION_TIMEOUT = 5.0
-
-
-class OperationError(ValueError):
-    """Input an operator action refuses (empty announcement, unknown level)."""
 
 
 def run_bounded(action: Callable[..., Awaitable[T]], /, timeout: float | None = None, **kwargs: Any) -> T:
@@ -75,28 +67,8 @@ async def connections_disconnect(*, connection_ids: Iterable[str], reconnect: bo
     reached = True
     for start in range(0, len(ids), DISCONNECT_BATCH):
         batch = ids[start : start + DISCONNECT_BATCH]
-        reached &= await events.send_control(groups.instances(), "close", connections=batch, **close)
+        reached &= await send_control(groups.instances(), "close", connections=batch, **close)
     return reached
-
-
-# --- announcements -------------------------------------------------------------------------
-
-
-def announcement_build(*, message: str, level: str = "info") -> dict:
-    text = (message or "").strip()
-    if not text:
-        raise OperationError("The announcement is empty.")
-    if len(text) > MAX_ANNOUNCEMENT_LENGTH:
-        raise OperationError(f"Announcements are at most {MAX_ANNOUNCEMENT_LENGTH} characters.")
-    if level not in ANNOUNCEMENT_LEVELS:
-        raise OperationError(f"level must be one of {', '.join(ANNOUNCEMENT_LEVELS)}.")
-    return events.build_event("system_announcement", message=text, level=level)
-
-
-async def announcement_send(*, message: str, level: str = "info") -> bool:
-    """`system_announcement` to every /ws/game connection on every instance (PROTOCOL §4)."""
-    event = announcement_build(message=message, level=level)
-    return await events.broadcast_to_channel(groups.game_all(), event)
 
 
 # --- cleanup after dead instances ----------------------------------------------------------
@@ -120,12 +92,10 @@ def _registry_view(cleanup_interval: float) -> tuple[list[str], set[str], dict[s
 async def dead_instances_find() -> list[DeadInstance]:
     """Instances that stopped refreshing, connection rows without an instance, and presence
     held by instances the registry does not know (e.g. after their rows were deleted by hand)."""
-    from realtime.runtime import get_shared_state
-
     dead, known, rows = await database_sync_to_async(_registry_view)(settings.WEBSOCKET_CLEANUP_INTERVAL)
     presence: dict[str, int] | None = None
     if settings.REDIS is not None:  # in memory, presence lives inside the server process only
-        presence = await get_shared_state().presence_instances()
+        presence = await get_store().presence_instances()
     found = []
     for instance_id in dead:
         found.append(
@@ -142,58 +112,13 @@ async def dead_instances_find() -> list[DeadInstance]:
     return found
 
 
-def cleanup_runtime() -> Runtime:
-    """A runtime that is never started: it carries the shared state and the features' hooks,
-    so a command runs exactly the cleanup a surviving instance would."""
-    from realtime.features import install_features
-    from realtime.runtime import Runtime, get_shared_state
-
-    runtime = Runtime(instance_id=f"cleanup-{os.getpid()}", layer=get_channel_layer(), state=get_shared_state())
-    install_features(runtime)
-    return runtime
-
-
-async def dead_instances_cleanup(*, dry_run: bool = False) -> list[DeadInstance]:
-    """Find dead instances and (unless `dry_run`) forget them as housekeeping would."""
-    from realtime.housekeeping import forget_instance
-
+async def dead_instances_cleanup(*, runtime: Runtime, dry_run: bool = False) -> list[DeadInstance]:
+    """Find dead instances and (unless `dry_run`) forget them exactly as a surviving instance
+    would (`Runtime.forget_instance`); `runtime` carries the features' hooks."""
     found = await dead_instances_find()
     if dry_run or not found:
         return found
-    runtime = cleanup_runtime()
     for dead in found:
         logger.warning("removing records of dead instance %s (%s)", dead.id, dead.reason)
-        await forget_instance(runtime, dead.id)
+        await runtime.forget_instance(dead.id)
     return found
-
-
-# --- wiring ----------------------------------------------------------------------------------
-
-
-def install(runtime: Runtime) -> None:
-    """Embedded default only: deliver what other processes wrote to the outbox."""
-    from realtime.layers import EmbeddedChannelLayer
-    from realtime.services.outbox import BATCH, outbox_take
-
-    layer = runtime.hub.layer
-    if not isinstance(layer, EmbeddedChannelLayer):
-        return
-    started = datetime.fromtimestamp(runtime.started_at, tz=UTC)
-
-    async def deliver_outbox() -> None:
-        while True:
-            batch = await database_sync_to_async(outbox_take)(max_age=layer.expiry, not_before=started)
-            for group, message in batch:
-                if message.get("type") == events.PERSONAL_REQUEST:
-                    await events.send_personal_message(
-                        message["user_id"],
-                        message["event"],
-                        store_if_offline=message["store_if_offline"],
-                        ref=message["ref"],
-                    )
-                else:
-                    await layer.deliver_local(group, message)
-            if len(batch) < BATCH:
-                return
-
-    runtime.every("outbox", lambda: settings.WEBSOCKET_OUTBOX_POLL_INTERVAL, deliver_outbox)

@@ -1,4 +1,4 @@
-"""Chat (PROTOCOL §5): messages to the four audiences, typing indicators and history pages.
+"""Chat (docs/protocol.md §5): messages to the four audiences, typing indicators and history pages.
 
 Cost per message, whatever the audience size: one INSERT and one publish (private: a recipient
 lookup, and a second publish for the sender's own connections). Who may send where is decided
@@ -7,7 +7,6 @@ from the sender's connection state (guild, party, mute), never from a per-messag
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,14 +16,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from realtime import groups
-from realtime.events import broadcast_to_channel, build_event, send_personal_message
+from realtime import groups, metrics
+from realtime.features import offline
 from realtime.models import ChatMessage
 from realtime.models.chat import PERMANENT, conversation_key
+from realtime.outages import REDIS, outages
+from realtime.outbound import broadcast_to_channel, build_event
 from realtime.protocol import ErrorCode, ProtocolError, iso_or_none
-from realtime.services import offline
-
-logger = logging.getLogger(__name__)
+from realtime.store import get_store
 
 CHAT = frozenset({"chat"})
 # CHAT_RATE_LIMIT counts messages per user in fixed windows of this length (PROTOCOL §3).
@@ -83,29 +82,24 @@ def _not_yourself(user: ChatSender, other: str | None) -> None:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "A private conversation needs another user.")
 
 
-def _state():
-    from realtime.runtime import get_shared_state
-
-    return get_shared_state()
-
-
 async def _within_rate_limit(user_id: str) -> bool:
     limit = settings.CHAT_RATE_LIMIT
     if limit <= 0:
         return True
     try:
-        return await _state().hit(f"chat:{user_id}", limit, RATE_WINDOW_SECONDS)
+        return await get_store().hit(f"chat:{user_id}", limit, RATE_WINDOW_SECONDS)
     except Exception as exc:
-        # Fail open: chat stays usable without the shared counter; the per-connection limit holds.
-        logger.warning("chat rate limit unavailable (%s); letting a message from %s through", exc, user_id)
+        # Fail open: chat stays usable without the shared counter; the per-connection limit
+        # holds. An outage is logged once (realtime/outages.py), not once per message.
+        outages.failed(REDIS, exc)
         return True
 
 
 async def _claim(key: str, ttl: float) -> bool:
     try:
-        return await _state().claim(key, ttl)
+        return await get_store().claim(key, ttl)
     except Exception as exc:
-        logger.warning("typing throttle unavailable (%s)", exc)
+        outages.failed(REDIS, exc)
         return True
 
 
@@ -145,6 +139,7 @@ async def chat_message_send(*, sender: ChatSender, channel: str, content: str, t
     _not_yourself(sender, to)
     scope_id = _scope_id(sender, channel)
     if not await _within_rate_limit(sender.user_id):
+        metrics.RATE_LIMITED.labels("chat", "chat").inc()
         raise ProtocolError(
             ErrorCode.RATE_LIMITED,
             "Too many chat messages; slow down.",
@@ -160,7 +155,7 @@ async def chat_message_send(*, sender: ChatSender, channel: str, content: str, t
     else:
         # The recipient's connections (kept for later if there are none), then the sender's own
         # chat connections: two per-user groups, so two publishes.
-        await send_personal_message(to, event, store_if_offline=True, ref=offline.chat_message_ref(message.message_id))
+        await offline.send_personal(to, event, store_if_offline=True, ref=offline.chat_message_ref(message.message_id))
         await broadcast_to_channel(groups.user(sender.user_id), event, endpoints=CHAT)
     return event
 

@@ -1,0 +1,1 @@
+"""Features of the real-time system, each installed on the runtime by `realtime/boot.py`."""

@@ -1,0 +1,1 @@
+"""The world: zones, area of interest, positions and movement, world events (docs/protocol.md §7)."""

@@ -1,1 +1,0 @@
-"""Domain logic with no Channels imports; consumers, views, admin and commands call into it."""
