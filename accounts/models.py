@@ -55,6 +55,3 @@ class User(AbstractUser):
 
     def is_banned(self, now=None) -> bool:
         return self.banned_until is not None and self.banned_until > (now or timezone.now())
-
-    def is_muted(self, now=None) -> bool:
-        return self.muted_until is not None and self.muted_until > (now or timezone.now())

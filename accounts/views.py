@@ -41,13 +41,13 @@ class RegisterView(APIView):
 
 
 class TokenView(TokenObtainPairView):
-    authentication_classes: list = []
+    authentication_classes = ()
     throttle_classes = [ResilientScopedRateThrottle]
     throttle_scope = "auth_token"
 
 
 class RefreshView(TokenRefreshView):
-    authentication_classes: list = []
+    authentication_classes = ()
     throttle_classes = [ResilientScopedRateThrottle]
     throttle_scope = "auth_token"
 

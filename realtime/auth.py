@@ -46,10 +46,15 @@ class AuthResult:
     subprotocol: str | None = None  # "bearer" when the client authenticated that way
 
 
+def _access_token(token: str) -> AccessToken:
+    # simplejwt annotates its first parameter as a `Token`, but it is the encoded string.
+    return AccessToken(token)  # type: ignore[arg-type]
+
+
 def token_user_id(token: str) -> str | None:
     """The user a valid access token names (None if it is not one)."""
     try:
-        return str(AccessToken(token).payload.get(jwt_settings.USER_ID_CLAIM))
+        return str(_access_token(token).payload.get(jwt_settings.USER_ID_CLAIM))
     except TokenError:
         return None
 
@@ -84,7 +89,7 @@ async def authenticate(token: str | None, subprotocol: str | None) -> AuthResult
     if not token:
         return AuthResult(error=ErrorCode.INVALID_TOKEN, error_message="Empty token.", subprotocol=subprotocol)
     try:
-        access = AccessToken(token)  # checks signature, expiry and that it is an access token
+        access = _access_token(token)  # checks signature, expiry and that it is an access token
     except ExpiredTokenError:
         return AuthResult(error=ErrorCode.TOKEN_EXPIRED, error_message="The token expired.", subprotocol=subprotocol)
     except TokenError:

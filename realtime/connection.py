@@ -133,7 +133,7 @@ class Connection:
             self.send_error(error_code, message or "")
         self.closing = True
         metrics.CLOSES.labels(self.endpoint, str(int(code))).inc()
-        asyncio.get_running_loop().create_task(self.transport.close(int(code)))
+        self.transport.close_now(int(code))
 
     def close_slow(self) -> None:
         """The client stopped reading: close with 4413, and drop the socket if even that is not read."""

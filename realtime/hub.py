@@ -215,6 +215,8 @@ class Hub:
 
     async def join(self, conn: Connection, groups: Iterable[str], wait: float = JOIN_WAIT_SECONDS) -> None:
         """Add `conn` to groups; returns once every group is subscribed (or `wait` passed)."""
+        subscriptions = self._subscriptions
+        assert subscriptions is not None, "Hub.start() was not awaited"
         pending = []
         for group in groups:
             if group in conn.groups:
@@ -223,12 +225,8 @@ class Hub:
             members = self._members.get(group)
             if members is None:
                 members = self._members[group] = set()
-                assert self._subscriptions is not None, "Hub.start() was not awaited"
-                future = self._subscriptions.want(group)
-                if future is not None:
-                    pending.append(future)
-            elif group not in self._subscriptions.active:
-                future = self._subscriptions.want(group)
+            if group not in subscriptions.active:
+                future = subscriptions.want(group)
                 if future is not None:
                     pending.append(future)
             members.add(conn)
@@ -366,15 +364,13 @@ class Hub:
                     continue
                 if exclude_connection is not None and conn.id == exclude_connection:
                     continue
-                key = "text"
-                if broadcast_filter is not None:
-                    key = broadcast_filter(conn, filter_args)
-                    if key is None:
-                        continue
-                frame = frames.get(key)
-                if frame is None:
-                    frame = frames[key] = OutboundFrame(message[key] if key != "text" else message["text"])
-                if not conn.deliver(frame):
+                key = "text" if broadcast_filter is None else broadcast_filter(conn, filter_args)
+                if key is None:
+                    continue
+                chosen = frames.get(key)
+                if chosen is None:
+                    chosen = frames[key] = OutboundFrame(message[key])
+                if not conn.deliver(chosen):
                     too_slow.append(conn)
                 filtered.append(conn)
             reached = filtered
@@ -398,6 +394,7 @@ class Hub:
         if handler is None:
             return
         named = message.get("connections")
+        members: Iterable[Connection] | None
         if named is not None:
             members = [conn for conn_id in named if (conn := self.connections.get(conn_id)) is not None]
         else:

@@ -82,8 +82,9 @@ async def _group_send(group: str, message: dict[str, Any]) -> bool:
 
 def _outlived(send: asyncio.Future) -> None:
     _outliving.discard(send)
-    if not send.cancelled() and send.exception() is not None:
-        outages.failed(layer_service(), send.exception())
+    error = None if send.cancelled() else send.exception()
+    if error is not None:
+        outages.failed(layer_service(), error)
 
 
 async def broadcast_to_channel(

@@ -47,7 +47,8 @@ class Transport(Protocol):
         """Close after the frames already written."""
 
     def close_now(self, code: int) -> None:
-        """Close without awaiting (shutdown path); may complete later on queued transports."""
+        """Close after the frames already written, without awaiting (completes later on queued
+        transports)."""
 
     def abort(self) -> None:
         """Drop the connection now (a client too slow to even read a close frame)."""
@@ -203,15 +204,16 @@ class QueuedTransport:
         return self._queued_bytes <= self._limit
 
     async def close(self, code: int) -> None:
+        self.close_now(code)
+        await self.flush()
+
+    def close_now(self, code: int) -> None:
+        """Queue the close after the frames already written (the drain task sends it)."""
         if self._closed:
             return
         self._queue.append({"type": "websocket.close", "code": code})
         self._closed = True
         self._kick()
-        await self.flush()
-
-    def close_now(self, code: int) -> None:
-        asyncio.get_running_loop().create_task(self.close(code))
 
     def abort(self) -> None:
         self._queue.clear()

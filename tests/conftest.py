@@ -6,12 +6,15 @@ import time
 
 import pytest
 from channels.layers import channel_layers
+from django.core.cache import cache
 from django.test import TransactionTestCase
 
+from accounts import throttling
 from realtime import hub as hub_module
 from realtime import runtime as runtime_module
 from realtime import store
 from realtime.outages import outages
+from tests.support.world import create_default_zones
 
 
 def _flush_retrying_deadlocks(original):
@@ -52,10 +55,6 @@ async def fresh_runtime():
 def fresh_throttles():
     """Throttle counters (sign-up, token route) live in the process's cache: one test's
     requests must not throttle the next test."""
-    from django.core.cache import cache
-
-    from accounts import throttling
-
     cache.clear()
     throttling._local.clear()
 
@@ -67,8 +66,6 @@ def default_zones(request):
     if marker is not None:
         transactional = marker.kwargs.get("transaction", False) or (marker.args and marker.args[0])
         request.getfixturevalue("transactional_db" if transactional else "db")
-        from tests.support.world import create_default_zones
-
         create_default_zones()
 
 

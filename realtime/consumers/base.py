@@ -31,16 +31,16 @@ from realtime import metrics
 from realtime.auth import AuthResult, authenticate, token_user_id
 from realtime.boot import ensure_runtime
 from realtime.connection import Connection, ConnectionUser
-from realtime.consumers import pipeline
+from realtime.consumers import admission, pipeline
 from realtime.consumers.pipeline import Handler, handles
 from realtime.features.identity import membership_groups
 from realtime.features.offline import OfflineDelivery
 from realtime.features.presence import PresenceTracker
 from realtime.outages import outages, service_of
-from realtime.protocol import CloseCode, ErrorCode, ProtocolError, TokenRefreshIn, encode, error_frame, now_iso
+from realtime.protocol import CloseCode, ErrorCode, ProtocolError, TokenRefreshIn, now_iso
 from realtime.ratelimit import TokenBucket, parse_rate_limit
 from realtime.runtime import Runtime
-from realtime.transport import OutboundFrame, transport_for
+from realtime.transport import transport_for
 
 logger = logging.getLogger(__name__)
 
@@ -123,19 +123,23 @@ class BaseConsumer(AsyncWebsocketConsumer):
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         self.runtime = runtime = await ensure_runtime()
         auth: AuthResult = self.scope.get("auth") or AuthResult()
-        refusal = self._refusal(runtime, auth) or await self._over_connection_cap(runtime, auth)
+        client = self.scope.get("client")
+        address = str(client[0]) if client else None
+        refusal = await admission.refusal(
+            endpoint=self.endpoint, requires_auth=self.requires_auth, runtime=runtime, auth=auth, address=address
+        )
         if refusal is not None:
-            await self._refuse(*refusal, auth.subprotocol)
+            self._torn_down = True
+            await admission.refuse(self.base_send, self.endpoint, refusal, auth.subprotocol)
             return
         await self.base_send({"type": "websocket.accept", "subprotocol": auth.subprotocol})
         limits = parse_rate_limit(settings.WEBSOCKET_RATE_LIMIT)
         self._bucket = TokenBucket(*limits) if limits else None
-        client = self.scope.get("client")
         self.conn = conn = Connection(
             connection_id=uuid.uuid4().hex,
             endpoint=self.endpoint,
             user=auth.user,
-            client_addr=str(client[0]) if client else None,
+            client_addr=address,
             transport=transport_for(self.base_send, settings.WEBSOCKET_SEND_BUFFER_BYTES),
             token_expires_at=auth.token_expires_at,
         )
@@ -161,63 +165,6 @@ class BaseConsumer(AsyncWebsocketConsumer):
         await self._guard(self.on_connected(), "on_connected")
         if user is not None and user.has_pending_deliveries:
             await self._guard(runtime.get(OfflineDelivery).deliver(conn), "offline delivery")
-
-    def _refusal(self, runtime: Runtime, auth: AuthResult) -> tuple[int, ErrorCode, str] | None:
-        if runtime.hub.draining:
-            return CloseCode.GOING_AWAY, ErrorCode.SERVER_SHUTTING_DOWN, "Server is shutting down."
-        if auth.error is not None:
-            metrics.AUTH_FAILURES.labels(self.endpoint, auth.error).inc()
-            close_code = {
-                ErrorCode.BANNED: CloseCode.FORBIDDEN,
-                ErrorCode.UNAVAILABLE: CloseCode.UNAVAILABLE,
-            }.get(auth.error, CloseCode.UNAUTHORIZED)
-            return close_code, auth.error, auth.error_message
-        if auth.user is None and self.requires_auth:
-            metrics.AUTH_FAILURES.labels(self.endpoint, ErrorCode.AUTHENTICATION_REQUIRED).inc()
-            return (
-                CloseCode.UNAUTHORIZED,
-                ErrorCode.AUTHENTICATION_REQUIRED,
-                f"/ws/{self.endpoint} needs an access token.",
-            )
-        return None
-
-    async def _over_connection_cap(self, runtime: Runtime, auth: AuthResult) -> tuple[int, ErrorCode, str] | None:
-        client = self.scope.get("client")
-        address = str(client[0]) if client else None
-        per_ip = settings.WEBSOCKET_MAX_CONNECTIONS_PER_IP
-        if per_ip and address:
-            local = sum(1 for c in runtime.hub.connections.values() if c.client_addr == address)
-            if local >= per_ip:
-                return (
-                    CloseCode.RATE_LIMIT_ABUSE,
-                    ErrorCode.TOO_MANY_CONNECTIONS,
-                    f"At most {per_ip} connections per address.",
-                )
-        per_user = settings.WEBSOCKET_MAX_CONNECTIONS_PER_USER
-        if per_user and auth.user is not None:
-            try:
-                counts = await runtime.store.user_endpoints(auth.user.id)
-            except Exception:
-                counts = {}
-            if sum(counts.values()) >= per_user:
-                return (
-                    CloseCode.RATE_LIMIT_ABUSE,
-                    ErrorCode.TOO_MANY_CONNECTIONS,
-                    f"At most {per_user} connections per user.",
-                )
-        return None
-
-    async def _refuse(self, close_code: int, error_code: ErrorCode, message: str, subprotocol: str | None) -> None:
-        """Accept, explain with an `error` frame, close with the 44xx code (docs/protocol.md §1)."""
-        self._torn_down = True
-        await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
-        # Through the transport, not `websocket.close`: daphne's close goes through autobahn's
-        # sendClose(), which refuses 1001 from a server (the client would see 1006 instead).
-        transport = transport_for(self.base_send, settings.WEBSOCKET_SEND_BUFFER_BYTES)
-        transport.write(OutboundFrame(encode(error_frame(error_code, message))))
-        await transport.close(int(close_code))
-        metrics.ERRORS.labels(self.endpoint, error_code).inc()
-        metrics.CLOSES.labels(self.endpoint, str(int(close_code))).inc()
 
     # --- receive -------------------------------------------------------------------------------
 

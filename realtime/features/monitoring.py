@@ -7,6 +7,7 @@ Values of this instance come from the Prometheus objects in `realtime/metrics.py
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from realtime.protocol import ENDPOINTS
 from realtime.registry import DEAD_AFTER_INTERVALS, cluster_counts
 
 
-def _by_endpoint(counts: dict[str, float]) -> dict[str, int]:
+def _by_endpoint(counts: Mapping[str, float]) -> dict[str, int]:
     """Every endpoint present (zero when idle), values as integers."""
     merged = dict.fromkeys(ENDPOINTS, 0)
     for endpoint, value in counts.items():

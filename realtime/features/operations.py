@@ -56,6 +56,7 @@ async def connections_disconnect(*, connection_ids: Iterable[str], reconnect: bo
     other instances. Returns False when the channel layer refused (only this process was reached).
     """
     ids = list(dict.fromkeys(str(conn_id) for conn_id in connection_ids))
+    close: dict[str, Any]
     if reconnect:
         close = {"code": int(CloseCode.GOING_AWAY)}
     else:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import Guild, Party, User
@@ -103,8 +105,6 @@ def test_me_needs_a_token():
 
 
 def test_token_route_is_throttled_per_address(monkeypatch):
-    from django.core.cache import cache
-    from rest_framework.throttling import ScopedRateThrottle
 
     # DRF binds the rates when the class is defined; patch them where they are read.
     monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"auth_token": "3/min"})

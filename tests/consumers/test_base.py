@@ -9,7 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.models import User
 from realtime.protocol import CloseCode
+from realtime.runtime import current_runtime
 from tests.support.communicator import connect
 from tests.support.db import db
 from tests.support.users import access_token, make_user, refresh_token
@@ -272,7 +274,6 @@ async def test_revalidation_closes_banned_and_deactivated(fast_realtime):
     fast_realtime.WEBSOCKET_CONNECTION_TIMEOUT = 30
     a = await connect("/ws/chat", access_token(banned))
     b = await connect("/ws/world", access_token(deactivated))
-    from accounts.models import User
 
     await db(User.objects.filter(pk=banned.pk).update)(banned_until=timezone.now() + timedelta(minutes=5))
     await db(User.objects.filter(pk=deactivated.pk).update)(is_active=False)
@@ -283,7 +284,6 @@ async def test_revalidation_closes_banned_and_deactivated(fast_realtime):
 
 
 async def test_drain_closes_with_1001_and_refuses_new():
-    from realtime.runtime import current_runtime
 
     client = await connect("/ws/game")
     runtime = current_runtime()
@@ -338,7 +338,6 @@ async def test_token_refresh_needs_an_authenticated_connection():
 async def test_token_refresh_of_a_banned_user_closes_with_4403():
     user = await db(make_user)()
     client = await connect("/ws/chat", access_token(user))
-    from accounts.models import User
 
     await db(User.objects.filter(pk=user.pk).update)(banned_until=timezone.now() + timedelta(minutes=5))
     reply = await client.request({"type": "token_refresh", "token": access_token(user)})

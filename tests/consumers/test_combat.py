@@ -12,8 +12,7 @@ from django.test import Client as HttpClient
 from django.utils import timezone
 
 from accounts.models import Party
-from realtime.features.combat import engine
-from realtime.features.combat import frames, referee
+from realtime.features.combat import engine, frames, referee
 from realtime.features.combat import service as combat
 from realtime.features.combat.catalogue import PLAYER_DEFAULT
 from realtime.models import CombatLogEntry, CombatParticipant, CombatSession

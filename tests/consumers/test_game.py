@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import Guild, Party
-from realtime.features import game, publish
+from realtime.features import game, presence, publish
 from tests.support.communicator import connect
 from tests.support.db import db
 from tests.support.users import access_token, make_user
+from tests.support.world import create_default_zones
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,7 +99,6 @@ async def test_set_status_reaches_guild_party_and_own_game_connections_once(guil
         statuses = of_type(got, "player_status")
         assert [(s["user_id"], s["username"], s["status"]) for s in statuses] == [(str(me.pk), me.username, "away")]
     assert await stranger.nothing() and await my_chat.nothing()
-    from realtime.features import presence
 
     assert await presence.get_status(str(me.pk)) == "away"
     await mine.send({"type": "set_status", "status": "online"})  # no id: no ack
@@ -263,7 +263,6 @@ async def test_published_achievement_also_reaches_the_guild(guild):
 
 
 async def test_published_world_event_to_a_zone_gets_the_zone_filled_in():
-    from tests.support.world import create_default_zones
 
     await db(create_default_zones)()
     watcher = await connect("/ws/world")

@@ -19,10 +19,14 @@ from django.core.management import CommandError, call_command
 from django.test import AsyncClient
 from django.utils import timezone
 
+from accounts.models import Guild, Party
 from realtime import boot
 from realtime import hub as hub_module
 from realtime.boot import ensure_runtime
-from realtime.models import Connection, Instance, OutboxMessage
+from realtime.features import monitoring, operations
+from realtime.features.game import achievement_grant
+from realtime.layers import EmbeddedChannelLayer
+from realtime.models import Connection, Instance, OutboxMessage, PendingDelivery
 from tests.support.communicator import connect
 from tests.support.db import db
 from tests.support.users import access_token, make_user
@@ -354,7 +358,6 @@ async def test_ws_stats_lists_instances_liveness_and_connections(fast_registry):
 
 
 async def test_ws_stats_fails_cleanly_when_the_database_does(monkeypatch):
-    from realtime.features import monitoring
 
     def broken():
         raise RuntimeError("database is down")
@@ -400,7 +403,6 @@ async def test_cleanup_connections_dry_run_then_cleanup(monkeypatch):
 
 
 async def test_cleanup_connections_reports_failures(monkeypatch):
-    from realtime.features import operations
 
     def broken(*args, **kwargs):
         raise RuntimeError("database is down")
@@ -422,8 +424,6 @@ def test_every_command_has_help():
 
 @pytest.fixture
 def hanging_layer(monkeypatch):
-    from realtime.features import operations
-    from realtime.layers import EmbeddedChannelLayer
 
     async def hang(self, group, message):
         await asyncio.sleep(3600)
@@ -449,7 +449,6 @@ async def test_announce_command_exits_1_when_the_layer_fails(monkeypatch, hangin
     with pytest.raises(CommandError, match=r"did not answer within 0\.2 s") as failure:
         await command("announce", "hello", "--timeout", "0.2")
     assert failure.value.returncode == 1
-    from realtime.layers import EmbeddedChannelLayer
 
     async def refuse(self, group, message):
         raise ConnectionError("layer down")
@@ -464,7 +463,6 @@ async def test_announce_command_exits_1_when_the_layer_fails(monkeypatch, hangin
 
 
 async def test_guild_and_party_edited_in_the_admin_move_open_connections():
-    from accounts.models import Guild, Party
 
     guild = await db(Guild.objects.create)(name="Edited In")
     party = await db(Party.objects.create)(name="Edited Party")
@@ -498,7 +496,6 @@ async def test_guild_and_party_edited_in_the_admin_move_open_connections():
 
 
 async def test_deleting_a_guild_in_the_admin_moves_its_members_out():
-    from accounts.models import Guild
 
     guild = await db(Guild.objects.create)(name="Doomed")
     member = await db(make_user)(guild=guild)
@@ -515,8 +512,6 @@ async def test_deleting_a_guild_in_the_admin_moves_its_members_out():
 async def test_a_personal_event_from_another_process_is_delivered_live_or_kept(settings, monkeypatch):
     """Embedded mode: only the server knows who is connected, so a shell's personal event goes
     through the outbox and the server delivers it live, or keeps it for an offline user (§9)."""
-    from realtime.features.game import achievement_grant
-    from realtime.models import PendingDelivery
 
     settings.WEBSOCKET_OUTBOX_POLL_INTERVAL = 0.1
     online, offline = await db(make_user)(), await db(make_user)()

@@ -16,6 +16,8 @@ from accounts.models import Guild, Party
 from realtime import groups
 from realtime.boot import ensure_runtime
 from realtime.features import offline
+from realtime.layers import EmbeddedChannelLayer
+from realtime.views import publish as publish_module
 from tests.support.communicator import connect
 from tests.support.db import db
 from tests.support.users import access_token, make_user
@@ -424,7 +426,6 @@ async def test_a_hung_probe_is_abandoned_so_the_next_request_starts_a_fresh_one(
 
 @pytest.fixture
 def refusing_layer(monkeypatch):
-    from realtime.layers import EmbeddedChannelLayer
 
     async def refuse(self, group, message):
         raise ConnectionError("layer down")
@@ -434,8 +435,6 @@ def refusing_layer(monkeypatch):
 
 @pytest.fixture
 def hanging_layer(monkeypatch):
-    from realtime.layers import EmbeddedChannelLayer
-    from realtime.views import publish as publish_module
 
     async def hang(self, group, message):
         await asyncio.sleep(3600)

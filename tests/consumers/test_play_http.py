@@ -7,10 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from play import services
-from tests.support.users import access_token, make_user
+from tests.support.users import access_token, make_user, refresh_token
 from tests.support.world import create_default_zones
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,7 +86,6 @@ def test_roster_needs_a_token():
 
 
 def test_roster_with_a_refresh_token_is_refused():
-    from tests.support.users import refresh_token
 
     user = make_user()
     response = Client().get("/play/api/roster/", HTTP_AUTHORIZATION=f"Bearer {refresh_token(user)}")
@@ -95,7 +95,6 @@ def test_roster_with_a_refresh_token_is_refused():
 def test_roster_of_a_player_in_a_guild(settings):
     settings.DEBUG = True
     services.demo_seed()
-    from django.contrib.auth import get_user_model
 
     dave = get_user_model().objects.get(username="dave")
     response = Client().get("/play/api/roster/", HTTP_AUTHORIZATION=f"Bearer {access_token(dave)}")

@@ -7,11 +7,16 @@ tests/integration/test_security.py; docs/reliability.md lists every threat and i
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
 
+from accounts import throttling
 from realtime.protocol import CloseCode
 from rpgrealtime.logging import RedactTokensFilter, redact
 from tests.support.communicator import connect
@@ -159,8 +164,6 @@ def attempt(username: str, password: str) -> int:
 
 @pytest.fixture
 def throttled(settings):
-    from rest_framework.settings import api_settings
-    from rest_framework.throttling import SimpleRateThrottle
 
     rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "auth_token": "3/min"}
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
@@ -181,7 +184,6 @@ def test_token_route_answers_429_after_too_many_attempts(throttled):
 
 
 def test_token_route_keeps_throttling_when_its_cache_fails(throttled, monkeypatch):
-    from accounts import throttling
 
     make_user("victim")
 
@@ -216,9 +218,6 @@ async def test_connections_per_user_are_capped(settings):
 
 
 async def test_token_refresh_with_a_banned_strangers_token_is_just_invalid():
-    from datetime import timedelta
-
-    from django.utils import timezone
 
     me = await db(make_user)()
     stranger = await db(make_user)(banned_until=timezone.now() + timedelta(days=1))

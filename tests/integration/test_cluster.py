@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from accounts.models import User
 from realtime.models import Connection
 from tests.support.cluster import WsClient
 from tests.support.db import db
@@ -15,7 +16,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 async def staff_token(server, name):
-    from accounts.models import User
 
     user_id, _ = await asyncio.to_thread(server.register, name)
     await db(User.objects.filter(pk=user_id).update)(is_staff=True)

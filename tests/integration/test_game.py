@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from accounts.models import User
 from tests.support.cluster import WsClient
 from tests.support.db import db
 
@@ -14,7 +15,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 async def staff_token(server, name):
-    from accounts.models import User
 
     await asyncio.to_thread(server.register, name)
     await db(User.objects.filter(username=name).update)(is_staff=True)

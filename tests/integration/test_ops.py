@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from accounts.models import User
 from realtime.models import Connection
 from tests.support.cluster import WsClient
 from tests.support.db import db
@@ -20,7 +21,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 async def staff_token(server, name: str) -> str:
-    from accounts.models import User
 
     user_id, _ = await asyncio.to_thread(server.register, name)
     await db(User.objects.filter(pk=user_id).update)(is_staff=True)

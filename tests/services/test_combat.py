@@ -9,8 +9,8 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from realtime.features.combat import engine
-from realtime.features.combat import frames, referee
+from realtime.boot import ensure_runtime
+from realtime.features.combat import engine, referee
 from realtime.features.combat import service as combat
 from realtime.features.combat.catalogue import MONSTERS, PLAYER_DEFAULT, Stats
 from realtime.features.combat.engine import CombatState, RuleError
@@ -465,7 +465,6 @@ async def test_dead_instance_hook_announces_players_whose_connection_went_with_i
 
 
 async def test_the_sweep_alone_times_turns_out(settings):
-    from realtime.boot import ensure_runtime
 
     settings.COMBAT_TURN_TIMEOUT = 0.2
     runtime = await ensure_runtime()

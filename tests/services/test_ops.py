@@ -12,6 +12,7 @@ from datetime import timedelta
 import environ
 import pytest
 from channels.layers import get_channel_layer
+from channels_redis.utils import create_pool
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from redis.asyncio.sentinel import SentinelConnectionPool
@@ -65,7 +66,6 @@ def test_single_redis_url(redis_env):
 
 
 def test_sentinel_configuration_builds_a_sentinel_pool_for_the_channel_layer(redis_env):
-    from channels_redis.utils import create_pool
 
     config = redis_env(
         REDIS_SENTINELS="s1:26379, s2:26380",

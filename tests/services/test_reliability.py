@@ -9,8 +9,11 @@ import logging
 
 import pytest
 from channels.layers import get_channel_layer
+from django.db import IntegrityError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from realtime import groups, health, outbound, watchdog
+from accounts.models import Guild
+from realtime import auth, groups, health, outbound, watchdog
 from realtime import runtime as runtime_module
 from realtime import store as store_module
 from realtime.boot import ensure_runtime
@@ -19,8 +22,9 @@ from realtime.features.presence import PresenceTracker
 from realtime.hub import EVENT
 from realtime.models import Connection as ConnectionRecord
 from realtime.models import Instance
-from realtime.outages import DATABASE, REDIS, Outages, outages
+from realtime.outages import DATABASE, REDIS, Outages, outages, service_of
 from realtime.protocol import encode
+from realtime.store import Position
 from realtime.store.memory import MemoryStore
 from realtime.store.redis import RedisStore
 from tests.support.cluster import RedisServer
@@ -94,7 +98,6 @@ async def test_a_connection_both_live_and_gone_is_kept(state):
 
 
 async def test_positions_held_lists_an_instances_players(state):
-    from realtime.store import Position
 
     for user, instance in (("u1", "i1"), ("u2", "i1"), ("u3", "i2")):
         await state.position_enter(
@@ -294,7 +297,6 @@ async def status_of(client, user):
 
 @pytestmark_db
 async def test_closes_and_opens_missed_during_an_outage_are_announced_once_it_ends(flaky):
-    from accounts.models import Guild
 
     guild = await db(Guild.objects.create)(name="Reconcilers")
     watcher_user = await db(make_user)(guild=guild)
@@ -374,7 +376,6 @@ async def test_watchdog_logs_a_database_outage_once_and_its_end_once(monkeypatch
 
 @pytestmark_db
 async def test_watchdog_hands_over_events_kept_while_presence_failed(monkeypatch):
-    from realtime.features import offline
 
     user = await db(make_user)()
     client = await connect("/ws/chat", access_token(user))
@@ -429,9 +430,6 @@ async def test_drain_removes_the_registry_rows_even_when_redis_hangs(monkeypatch
 
 @pytestmark_db
 async def test_connecting_while_the_database_is_down_says_try_again_not_invalid_token(monkeypatch):
-    from django.db import OperationalError
-
-    from realtime import auth
 
     user = await db(make_user)()
 
@@ -447,10 +445,6 @@ async def test_connecting_while_the_database_is_down_says_try_again_not_invalid_
 
 
 def test_only_connection_level_errors_count_as_outages():
-    from django.db import IntegrityError, OperationalError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    from realtime.outages import service_of
 
     assert service_of(OperationalError("gone")) == DATABASE
     assert service_of(IntegrityError("duplicate")) is None

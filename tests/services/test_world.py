@@ -16,6 +16,7 @@ from realtime.features.world.views import WorldViews
 from realtime.models import Zone
 from tests.support.communicator import connect
 from tests.support.db import db
+from tests.support.users import make_user
 from tests.support.world import create_default_zones
 
 R = 100.0
@@ -182,7 +183,6 @@ async def test_admin_save_refreshes_the_cache_and_notifies_instances():
 
 @pytest.mark.django_db(transaction=True)
 def test_zones_are_edited_in_the_admin_and_checked(client):
-    from tests.support.users import make_user
 
     create_default_zones()
     staff = make_user(is_staff=True, is_superuser=True)

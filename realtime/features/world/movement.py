@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
-from realtime.connection import Connection
+from realtime.connection import Connection, ConnectionUser
 from realtime.features.world.views import MOVE_FILTER, View, WorldViews, announce, radius, view_at
 from realtime.features.world.zones import ZONES_CHANGED, ZoneSpec, on_zones_changed, zone_get, zones_refresh
 from realtime.protocol import ErrorCode, ProtocolError
@@ -24,6 +24,12 @@ logger = logging.getLogger(__name__)
 
 
 # --- what world connections do ---------------------------------------------------------------
+
+
+def _player(conn: Connection) -> ConnectionUser:
+    """The user behind a connection that holds (or takes) a player: authenticated by now."""
+    assert conn.user is not None, "only authenticated connections hold a player"
+    return conn.user
 
 
 def _not_found(name: str) -> ProtocolError:
@@ -55,22 +61,22 @@ async def zone_change(
         await views.watch(conn, view)
         return view, await runtime.store.positions_near(zone.name, view.x, view.y, r, r)
 
+    user = _player(conn)
     view = view_at(zone.name, zone.spawn_x, zone.spawn_y, player=True)
     # Watch first, then place: a move nearby is either in the snapshot below or arrives after.
     await views.watch(conn, view)
     previous, near = await runtime.store.position_enter(
-        Position(conn.user_id, conn.username or "", zone.name, view.x, view.y),
+        Position(user.id, user.username, zone.name, view.x, view.y),
         connection_id=conn.id,
         instance_id=runtime.instance_id,
         radius=r,
         cell_size=r,
     )
     # Within the same zone this is a jump: those near both spots see a move.
-    same_zone = previous is not None and previous.zone == zone.name
-    if previous is not None and not same_zone:
+    if previous is not None and previous.zone != zone.name:
         await announce(
             zone=previous.zone,
-            user_id=conn.user_id,
+            user_id=user.id,
             username=previous.username,
             old=(previous.x, previous.y),
             new=None,
@@ -78,9 +84,9 @@ async def zone_change(
         )
     await announce(
         zone=zone.name,
-        user_id=conn.user_id,
-        username=conn.username or "",
-        old=(previous.x, previous.y) if same_zone else None,
+        user_id=user.id,
+        username=user.username,
+        old=(previous.x, previous.y) if previous is not None and previous.zone == zone.name else None,
         new=(view.x, view.y),
         exclude_connection=conn.id,
     )
@@ -137,11 +143,12 @@ async def player_move(*, runtime: Runtime, conn: Connection, zone_name: str, x: 
     previous = outcome.previous
     assert previous is not None
     joining = views.step(conn, view_at(zone.name, x, y, player=True))
+    user = _player(conn)
     # Others first: the new cells' subscription (rarely needed) can wait for the broadcast.
     await announce(
         zone=zone.name,
-        user_id=conn.user_id,
-        username=conn.username or "",
+        user_id=user.id,
+        username=user.username,
         old=(previous.x, previous.y),
         new=(x, y),
         exclude_connection=conn.id,
@@ -153,8 +160,9 @@ async def player_move(*, runtime: Runtime, conn: Connection, zone_name: str, x: 
 
 async def _position_move(runtime: Runtime, conn: Connection, zone: str, x: float, y: float) -> MoveOutcome:
     r = radius()
+    user = _player(conn)
     return await runtime.store.position_move(
-        Position(conn.user_id, conn.username or "", zone, x, y),
+        Position(user.id, user.username, zone, x, y),
         connection_id=conn.id,
         radius=r,
         cell_size=r,
@@ -166,8 +174,9 @@ async def _position_move(runtime: Runtime, conn: Connection, zone: str, x: float
 
 async def _reclaim(runtime: Runtime, conn: Connection, view: View) -> None:
     r = radius()
+    user = _player(conn)
     previous, _near = await runtime.store.position_enter(
-        Position(conn.user_id, conn.username or "", view.zone, view.x, view.y),
+        Position(user.id, user.username, view.zone, view.x, view.y),
         connection_id=conn.id,
         instance_id=runtime.instance_id,
         radius=r,
@@ -176,8 +185,8 @@ async def _reclaim(runtime: Runtime, conn: Connection, view: View) -> None:
     if previous is None:
         await announce(
             zone=view.zone,
-            user_id=conn.user_id,
-            username=conn.username or "",
+            user_id=user.id,
+            username=user.username,
             old=None,
             new=(view.x, view.y),
             exclude_connection=conn.id,
