@@ -9,7 +9,6 @@ import subprocess
 import sys
 from datetime import timedelta
 
-import environ
 import pytest
 from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
@@ -21,6 +20,7 @@ from realtime.models import Connection, Instance, OutboxMessage
 from realtime.services import monitoring, outbox
 from realtime.store.memory import MemorySharedState
 from realtime.store.redis import RedisSharedState
+from rpgrealtime.env import Env
 from rpgrealtime.redis_config import channel_layer_hosts, redis_settings_from_env
 from tests.support.cluster import ROOT, RedisServer
 from tests.support.db import db
@@ -44,7 +44,7 @@ def redis_env(monkeypatch):
     def configure(**values: str):
         for name, value in values.items():
             monkeypatch.setenv(name, value)
-        return redis_settings_from_env(environ.Env())
+        return redis_settings_from_env(Env())
 
     return configure
 
@@ -144,8 +144,8 @@ def test_settings_wire_sentinel_into_the_channel_layer_and_the_embedded_default_
     layer = sentinel["layers"]["default"]
     assert layer["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert layer["CONFIG"]["hosts"][0]["master_name"] == "mymaster"
-    # Django's Redis cache cannot follow Sentinel: throttles stay per process.
-    assert sentinel["caches"]["default"]["BACKEND"].endswith("LocMemCache")
+    # The throttle counters follow Sentinel too (django-redis), so every instance shares them.
+    assert sentinel["caches"]["default"]["OPTIONS"]["CLIENT_CLASS"] == "django_redis.client.SentinelClient"
     embedded = settings_in_subprocess()
     assert embedded["layers"]["default"]["BACKEND"] == "realtime.layers.EmbeddedChannelLayer"
 
