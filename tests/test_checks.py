@@ -7,6 +7,7 @@ variable itself, as an operator would, and run `manage.py check` the way the ima
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -18,6 +19,7 @@ from django.test import override_settings
 
 from realtime.checks import NUMBERS
 from tests.support.cluster import ROOT
+from tests.test_deployment import settings_read_by_the_code
 
 
 def check_fails_naming(name: str, *, deploy: bool = False, fail_level: str = "ERROR", **overrides: Any) -> str:
@@ -262,3 +264,32 @@ def test_a_weak_postgres_password_fails_the_deploy_check():
     assert result.returncode == 1
     assert "realtime.E105" in result.stderr and "DATABASE_URL" in result.stderr
     assert manage_check(weak).returncode == 0  # only a production hazard
+
+
+def test_a_switch_that_does_not_parse_counts_as_off_and_is_reported():
+    result = manage_check({**PRODUCTION, "DEBUG": "maybe"})
+    assert result.returncode == 1
+    assert "DEBUG must be true or false, not 'maybe'; until fixed it counts as false." in result.stderr
+
+
+# Read by the settings but left to others: Django checks these itself, or the settings refuse to
+# load without them, or any text is valid.
+CHECKED_ELSEWHERE = {
+    "SECRET_KEY": "Django's security.W009 under --deploy; the settings refuse to load without it",
+    "ALLOWED_HOSTS": "Django validates hosts; the settings refuse an empty list without DEBUG",
+    "CSRF_TRUSTED_ORIGINS": "Django's 4_0.E001 checks the scheme of each origin",
+    "DATABASE_URL": "django-environ refuses an unknown scheme when the settings load",
+    "REDIS_PASSWORD": "any text",
+    "REDIS_SENTINEL_PASSWORD": "any text",
+    "REDIS_SENTINEL_MASTER": "the settings refuse sentinels without it",
+}
+
+
+def test_every_setting_the_code_reads_is_checked():
+    source = (ROOT / "realtime/checks.py").read_text()
+    unchecked = sorted(
+        name
+        for name in settings_read_by_the_code()
+        if name not in CHECKED_ELSEWHERE and not re.search(rf"\b{name}\b", source)
+    )
+    assert not unchecked, f"add a check for these to realtime/checks.py: {unchecked}"
