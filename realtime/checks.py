@@ -219,12 +219,13 @@ def check_switches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """`WEBSOCKET_RATE_LIMIT` and the HTTP throttle rates have the shape their readers expect."""
     messages: list[CheckMessage] = []
+    rate_limit = getattr(settings, "WEBSOCKET_RATE_LIMIT", "")
     try:
-        parse_rate_limit(settings.WEBSOCKET_RATE_LIMIT)
+        parse_rate_limit(rate_limit)
     except (ImproperlyConfigured, AttributeError, TypeError, ValueError) as exc:
         messages.append(
             Error(
-                f"WEBSOCKET_RATE_LIMIT is invalid ({settings.WEBSOCKET_RATE_LIMIT!r}): {exc}",
+                f"WEBSOCKET_RATE_LIMIT is invalid ({rate_limit!r}): {exc}",
                 hint="Set WEBSOCKET_RATE_LIMIT to RATE/BURST (frames per second per connection / burst), "
                 "e.g. 20/40; 0 disables it.",
                 id="realtime.E003",
