@@ -9,10 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Runtime dependencies only: requirements.txt lists tests and tooling after this marker line.
-COPY requirements.txt .
-RUN sed '/^# Tests and tooling/,$d' requirements.txt > /tmp/runtime-requirements.txt \
-    && pip install -r /tmp/runtime-requirements.txt \
+# Runtime dependencies only (requirements.txt lists tests and tooling after "# Tests and
+# tooling"), every one pinned and checked against its recorded hash (scripts/lock).
+COPY requirements-runtime.lock .
+RUN pip install --require-hashes -r requirements-runtime.lock \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin rpgrt
 
 COPY . .
@@ -28,6 +28,10 @@ STOPSIGNAL SIGTERM
 
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/api/v1/websocket/health', timeout=2).status == 200 else 1)"]
+
+# Every start checks the configuration first (`manage.py check --deploy`): a bad setting stops
+# the container with a message naming the variable.
+ENTRYPOINT ["/app/deploy/docker-entrypoint.sh"]
 
 # --proxy-headers: the client address comes from X-Forwarded-For set by the proxy (per-address
 # caps, logs). --websocket_timeout -1: no forced close after 24 h; the application's own

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from rpgrealtime.env import Env
 
-def redis_settings_from_env(env: environ.Env) -> dict[str, Any] | None:
+# A hung Redis must fail a throttled request (which then counts locally, accounts/throttling.py),
+# not hold its thread forever.
+CACHE_SOCKET_TIMEOUT = 2
+
+
+def redis_settings_from_env(env: Env) -> dict[str, Any] | None:
     """Return the Redis settings, or None when no Redis is configured (embedded default).
 
     `REDIS_URL=redis://host:6379/0` selects a single server. `REDIS_SENTINELS=h1:26379,h2:26379`
@@ -38,9 +43,9 @@ def redis_settings_from_env(env: environ.Env) -> dict[str, Any] | None:
         "sentinels": sentinels,
         "sentinel_master": master,
         "sentinel_password": password if sentinel_password is None else (sentinel_password or None),
-        "db": env.int("REDIS_DB", default=0),
+        "db": env.int_or_raw("REDIS_DB", default=0),
         # redis-py 8 raises "Too many connections" past the pool size instead of waiting.
-        "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=500),
+        "max_connections": env.int_or_raw("REDIS_MAX_CONNECTIONS", default=500),
     }
 
 
@@ -60,3 +65,38 @@ def channel_layer_hosts(redis: dict[str, Any]) -> list[dict[str, Any]]:
             }
         ]
     return [{"address": redis["url"], **common}]
+
+
+def cache_settings(redis: dict[str, Any] | None) -> dict[str, Any]:
+    """Django's default cache: django-redis on the same Redis (URL or Sentinel), else in memory.
+
+    Only the HTTP throttle counters live there. django-redis raises on a Redis failure (no
+    IGNORE_EXCEPTIONS), so `accounts/throttling.py` can fall back to counting in the process.
+    """
+    if redis is None:
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    options: dict[str, Any] = {
+        "SOCKET_TIMEOUT": CACHE_SOCKET_TIMEOUT,
+        "SOCKET_CONNECT_TIMEOUT": CACHE_SOCKET_TIMEOUT,
+    }
+    if redis["password"]:
+        options["PASSWORD"] = redis["password"]
+    if not redis["sentinels"]:
+        location = redis["url"]
+    else:
+        # django-redis asks the sentinels for the master named in the URL's host part.
+        location = f"redis://{redis['sentinel_master']}/{redis['db']}"
+        options |= {
+            "CLIENT_CLASS": "django_redis.client.SentinelClient",
+            "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+            "SENTINELS": redis["sentinels"],
+            # What the sentinels themselves get: the same bounded timeouts, their own password.
+            "SENTINEL_KWARGS": {"socket_timeout": CACHE_SOCKET_TIMEOUT, "socket_connect_timeout": CACHE_SOCKET_TIMEOUT}
+            | ({"password": redis["sentinel_password"]} if redis["sentinel_password"] else {}),
+        }
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": location,
+        "OPTIONS": options,
+        "KEY_PREFIX": "rpgrt-cache",
+    }

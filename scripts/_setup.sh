@@ -1,5 +1,6 @@
-# Shared by scripts/serve and scripts/test: a virtualenv in .venv with requirements.txt installed.
-# Re-installs only when requirements.txt changes. Sourced, not executed.
+# Shared by scripts/serve, scripts/test and scripts/lock: a virtualenv in .venv with every
+# dependency installed from requirements.lock, each checked against its recorded hash.
+# Re-installs only when the lock changes. Sourced, not executed.
 
 pick_python() {
   for candidate in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
@@ -16,11 +17,11 @@ pick_python() {
 if [ ! -x .venv/bin/python ]; then
   "$(pick_python)" -m venv .venv
 fi
-stamp=".venv/.requirements-$(sha256sum requirements.txt | cut -c1-16)"
+stamp=".venv/.lock-$(sha256sum requirements.lock | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r requirements.txt
-  rm -f .venv/.requirements-*
+  .venv/bin/python -m pip install --quiet --require-hashes -r requirements.lock
+  rm -f .venv/.lock-* .venv/.requirements-*
   touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"

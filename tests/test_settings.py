@@ -12,8 +12,22 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
+
+from rpgrealtime.redis_config import cache_settings
+from tests.support.cluster import RedisServer
+from tests.support.ops import SentinelServer
 
 ROOT = Path(__file__).resolve().parents[1]
+REDIS_BASE = {
+    "url": "",
+    "password": None,
+    "sentinels": [],
+    "sentinel_master": "",
+    "sentinel_password": None,
+    "db": 0,
+    "max_connections": 500,
+}
 
 PROBE = """
 import json
@@ -105,3 +119,70 @@ def test_production_settings_start_with_a_key_and_hosts():
     result = load({"SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "game.example"})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["debug"] is False
+
+
+# --- Django's cache (the HTTP throttle counters) on Redis and Sentinel ----------------------------
+
+
+def test_cache_follows_a_single_redis_url():
+    config = cache_settings(REDIS_BASE | {"url": "redis://cache:6379/2", "password": "pw"})
+    assert config["BACKEND"] == "django_redis.cache.RedisCache"
+    assert config["LOCATION"] == "redis://cache:6379/2"
+    options = config["OPTIONS"]
+    assert options["PASSWORD"] == "pw" and options["SOCKET_TIMEOUT"] == options["SOCKET_CONNECT_TIMEOUT"] == 2
+    # Failures must raise, not be swallowed: accounts/throttling.py then counts in the process.
+    assert not options.get("IGNORE_EXCEPTIONS")
+    assert "CLIENT_CLASS" not in options
+
+
+def test_cache_follows_sentinel_with_the_sentinels_own_password():
+    config = cache_settings(
+        REDIS_BASE
+        | {"sentinels": [("s1", 26379), ("s2", 26380)], "sentinel_master": "mymaster", "db": 3}
+        | {"password": "master-secret", "sentinel_password": "sentinel-secret"}
+    )
+    assert config["LOCATION"] == "redis://mymaster/3"
+    options = config["OPTIONS"]
+    assert options["CLIENT_CLASS"] == "django_redis.client.SentinelClient"
+    assert options["CONNECTION_FACTORY"] == "django_redis.pool.SentinelConnectionFactory"
+    assert options["SENTINELS"] == [("s1", 26379), ("s2", 26380)] and options["PASSWORD"] == "master-secret"
+    assert options["SENTINEL_KWARGS"]["password"] == "sentinel-secret"
+    # What django-redis builds from it: a pool that asks the sentinels for "mymaster" (no connection yet).
+    from django_redis.cache import RedisCache
+    from redis.sentinel import SentinelConnectionPool
+
+    client = RedisCache(config["LOCATION"], {"OPTIONS": options}).client.get_client(write=True)
+    pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool) and pool.service_name == "mymaster"
+    assert pool.connection_kwargs["password"] == "master-secret" and pool.connection_kwargs["db"] == 3
+    sentinel = pool.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
+    assert (sentinel["host"], sentinel["port"], sentinel["password"]) == ("s1", 26379, "sentinel-secret")
+
+
+def test_cache_sentinels_without_a_password_get_none():
+    config = cache_settings(REDIS_BASE | {"sentinels": [("s1", 26379)], "sentinel_master": "m", "password": "a"})
+    assert "password" not in config["OPTIONS"]["SENTINEL_KWARGS"]
+
+
+def test_cache_is_in_memory_without_redis():
+    assert cache_settings(None)["BACKEND"].endswith("LocMemCache")
+
+
+@pytest.mark.integration
+def test_throttle_counters_are_shared_through_a_real_sentinel():
+    from django_redis.cache import RedisCache
+
+    master = RedisServer().start()
+    sentinel = SentinelServer(master.port).start()
+    try:
+        config = cache_settings(
+            REDIS_BASE | {"sentinels": [("127.0.0.1", sentinel.port)], "sentinel_master": SentinelServer.MASTER}
+        )
+        # Two instances' caches, each built from the same settings, count into one key.
+        first, second = (RedisCache(config["LOCATION"], {"OPTIONS": dict(config["OPTIONS"])}) for _ in range(2))
+        first.set("throttle_auth_token_127.0.0.1", [1.0], 60)
+        assert second.get("throttle_auth_token_127.0.0.1") == [1.0]
+        assert redis.Redis(port=master.port).exists(":1:throttle_auth_token_127.0.0.1")
+    finally:
+        sentinel.stop()
+        master.stop()

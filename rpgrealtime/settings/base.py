@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from datetime import timedelta
 from pathlib import Path
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from rpgrealtime.redis_config import channel_layer_hosts, redis_settings_from_env
+from rpgrealtime.env import Env
+from rpgrealtime.redis_config import cache_settings, channel_layer_hosts, redis_settings_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-env = environ.Env()
+# Numbers and switches that do not parse are kept as text (falsy `Unparsed`): `manage.py check`
+# reports them by name (realtime/checks.py) instead of a traceback here or at the first accept.
+# The refusals below stay: without a key or hosts nothing can be served safely at all.
+env = Env()
 
 # --- Safety switches -------------------------------------------------------------------------
 
-DEBUG = env.bool("DEBUG", default=False)
+DEBUG = env.bool_or_raw("DEBUG", default=False)
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
@@ -40,11 +44,15 @@ if not DEBUG and not ALLOWED_HOSTS:
     )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
-# Behind a TLS-terminating proxy (docker-compose, docs/operations.md).
-if env.bool("BEHIND_TLS_PROXY", default=False):
+# Behind a TLS-terminating proxy that also redirects plain HTTP to HTTPS and sends HSTS, as the
+# bundled nginx does (deploy/nginx.conf, docs/operations.md): cookies only over HTTPS, and
+# `https` URLs. Django's own redirect and HSTS checks would then report what the proxy does.
+BEHIND_TLS_PROXY = env.bool_or_raw("BEHIND_TLS_PROXY", default=False)
+if BEHIND_TLS_PROXY is True:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
 
 # --- Applications ----------------------------------------------------------------------------
 
@@ -110,16 +118,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             # Seconds a write waits for a lock held elsewhere before failing ("database is
             # locked"; clients get `unavailable`). Every database call of a process runs on one
             # thread, so a long wait stalls them all: keep it short where that matters.
-            "timeout": env.float("SQLITE_BUSY_TIMEOUT", default=20.0),
+            "timeout": env.float_or_raw("SQLITE_BUSY_TIMEOUT", default=20.0),
         }
     )
     # Keep the connection: opening one runs the PRAGMAs above, a cost on every chat message.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int_or_raw("DATABASE_CONN_MAX_AGE", default=60)
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int_or_raw("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3)
+        "connect_timeout", env.int_or_raw("DATABASE_CONNECT_TIMEOUT", default=3)
     )
 
 # --- Redis: channel layer, shared state, cache -----------------------------------------------
@@ -136,7 +144,6 @@ if REDIS is None:
             "CONFIG": {"capacity": 100_000, "expiry": 60},
         }
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 else:
     # Pub/sub layer: one PUBLISH per broadcast, nothing stored in Redis that could go stale
     # when an instance dies (docs/architecture.md explains the choice).
@@ -146,21 +153,9 @@ else:
             "CONFIG": {"hosts": channel_layer_hosts(REDIS), "prefix": "rpgrt"},
         }
     }
-    # Throttle counters are shared through Redis; Django's cache has no Sentinel support,
-    # so with Sentinel they stay per process (docs/operations.md).
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS["url"],
-            # Bounded: a hung Redis must fail a throttled request (which then counts locally,
-            # accounts/throttling.py), not hold its thread forever.
-            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2}
-            | ({"password": REDIS["password"]} if REDIS["password"] else {}),
-            "KEY_PREFIX": "rpgrt-cache",
-        }
-        if REDIS["url"]
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    }
+# The cache holds only the HTTP throttle counters: in Redis (single server or Sentinel) they are
+# shared by every instance; embedded, they live in the process.
+CACHES = {"default": cache_settings(REDIS)}
 
 # --- Auth and REST ---------------------------------------------------------------------------
 
@@ -189,46 +184,69 @@ REST_FRAMEWORK = {
         "auth_token": env.str("AUTH_TOKEN_THROTTLE", default="20/min"),
         "auth_register": env.str("AUTH_REGISTER_THROTTLE", default="20/hour"),
     },
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+    "NUM_PROXIES": env.int_or_raw("NUM_PROXIES", default=0),
 }
 
+# Seconds, kept as read so realtime/checks.py can report a bad value; simplejwt gets timedeltas.
+JWT_ACCESS_TOKEN_LIFETIME = env.float_or_raw("JWT_ACCESS_TOKEN_LIFETIME", default=900.0)
+JWT_REFRESH_TOKEN_LIFETIME = env.float_or_raw("JWT_REFRESH_TOKEN_LIFETIME", default=86400.0)
+
+
+def _lifetime(seconds: float | str) -> timedelta | str:
+    # A value that did not parse is passed on as text: issuing a token then fails loudly.
+    return timedelta(seconds=seconds) if isinstance(seconds, int | float) else seconds
+
+
 SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env.float("JWT_ACCESS_TOKEN_LIFETIME", default=900)),
-    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env.float("JWT_REFRESH_TOKEN_LIFETIME", default=86400)),
+    "ACCESS_TOKEN_LIFETIME": _lifetime(JWT_ACCESS_TOKEN_LIFETIME),
+    "REFRESH_TOKEN_LIFETIME": _lifetime(JWT_REFRESH_TOKEN_LIFETIME),
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": False,
 }
 
-# --- Real-time behaviour (PROTOCOL §3, §5, §6, §7) --------------------------------------------
+# --- Real-time behaviour (docs/protocol.md, docs/operations.md) -------------------------------
 
-WEBSOCKET_HEARTBEAT_INTERVAL = env.float("WEBSOCKET_HEARTBEAT_INTERVAL", default=30.0)
-WEBSOCKET_CONNECTION_TIMEOUT = env.float("WEBSOCKET_CONNECTION_TIMEOUT", default=120.0)
-WEBSOCKET_CLEANUP_INTERVAL = env.float("WEBSOCKET_CLEANUP_INTERVAL", default=60.0)
-WEBSOCKET_TOKEN_REVALIDATE_INTERVAL = env.float("WEBSOCKET_TOKEN_REVALIDATE_INTERVAL", default=60.0)
-WEBSOCKET_MAX_MESSAGE_BYTES = env.int("WEBSOCKET_MAX_MESSAGE_BYTES", default=65536)
+WEBSOCKET_HEARTBEAT_INTERVAL = env.float_or_raw("WEBSOCKET_HEARTBEAT_INTERVAL", default=30.0)
+WEBSOCKET_CONNECTION_TIMEOUT = env.float_or_raw("WEBSOCKET_CONNECTION_TIMEOUT", default=120.0)
+WEBSOCKET_CLEANUP_INTERVAL = env.float_or_raw("WEBSOCKET_CLEANUP_INTERVAL", default=60.0)
+WEBSOCKET_TOKEN_REVALIDATE_INTERVAL = env.float_or_raw("WEBSOCKET_TOKEN_REVALIDATE_INTERVAL", default=60.0)
+WEBSOCKET_MAX_MESSAGE_BYTES = env.int_or_raw("WEBSOCKET_MAX_MESSAGE_BYTES", default=65536)
 WEBSOCKET_RATE_LIMIT = env.str("WEBSOCKET_RATE_LIMIT", default="20/40")
 WEBSOCKET_ALLOWED_ORIGINS = env.list("WEBSOCKET_ALLOWED_ORIGINS", default=[])
-WEBSOCKET_METRICS_PUBLIC = env.bool("WEBSOCKET_METRICS_PUBLIC", default=False)
+WEBSOCKET_METRICS_PUBLIC = env.bool_or_raw("WEBSOCKET_METRICS_PUBLIC", default=False)
 # Unsent bytes a connection may hold before it counts as a slow consumer and is closed.
-WEBSOCKET_SEND_BUFFER_BYTES = env.int("WEBSOCKET_SEND_BUFFER_BYTES", default=1 << 20)
-# Connection caps (0 disables): per user across the cluster, per client address per instance.
-WEBSOCKET_MAX_CONNECTIONS_PER_USER = env.int("WEBSOCKET_MAX_CONNECTIONS_PER_USER", default=20)
-WEBSOCKET_MAX_CONNECTIONS_PER_IP = env.int("WEBSOCKET_MAX_CONNECTIONS_PER_IP", default=0)
+WEBSOCKET_SEND_BUFFER_BYTES = env.int_or_raw("WEBSOCKET_SEND_BUFFER_BYTES", default=1 << 20)
+# Connection caps (0 disables): per user across the cluster, per client address per instance,
+# anonymous connections per client address per instance.
+WEBSOCKET_MAX_CONNECTIONS_PER_USER = env.int_or_raw("WEBSOCKET_MAX_CONNECTIONS_PER_USER", default=20)
+WEBSOCKET_MAX_CONNECTIONS_PER_IP = env.int_or_raw("WEBSOCKET_MAX_CONNECTIONS_PER_IP", default=0)
+WEBSOCKET_MAX_ANONYMOUS_PER_IP = env.int_or_raw("WEBSOCKET_MAX_ANONYMOUS_PER_IP", default=50)
 # How often buffered registry changes (new/closed connections, activity) reach the database.
-WEBSOCKET_REGISTRY_FLUSH_INTERVAL = env.float("WEBSOCKET_REGISTRY_FLUSH_INTERVAL", default=2.0)
+WEBSOCKET_REGISTRY_FLUSH_INTERVAL = env.float_or_raw("WEBSOCKET_REGISTRY_FLUSH_INTERVAL", default=2.0)
 # Embedded default only (no Redis): how often the server picks up sends of other processes.
-WEBSOCKET_OUTBOX_POLL_INTERVAL = env.float("WEBSOCKET_OUTBOX_POLL_INTERVAL", default=1.0)
+WEBSOCKET_OUTBOX_POLL_INTERVAL = env.float_or_raw("WEBSOCKET_OUTBOX_POLL_INTERVAL", default=1.0)
 
-CHAT_RATE_LIMIT = env.int("CHAT_RATE_LIMIT", default=20)  # messages per 10 s per user
-COMBAT_TURN_TIMEOUT = env.float("COMBAT_TURN_TIMEOUT", default=30.0)
-WORLD_NEARBY_RADIUS = env.float("WORLD_NEARBY_RADIUS", default=100.0)
-WORLD_MAX_STEP = env.float("WORLD_MAX_STEP", default=50.0)
+# Recovery of missed stream frames: frames kept per stream, and for how long (seconds).
+RECOVERY_HISTORY_SIZE = env.int_or_raw("RECOVERY_HISTORY_SIZE", default=1000)
+RECOVERY_HISTORY_TTL = env.float_or_raw("RECOVERY_HISTORY_TTL", default=300.0)
+
+CHAT_RATE_LIMIT = env.int_or_raw("CHAT_RATE_LIMIT", default=20)  # messages per 10 s per user
+COMBAT_TURN_TIMEOUT = env.float_or_raw("COMBAT_TURN_TIMEOUT", default=30.0)
+COMBAT_START_RATE_LIMIT = env.int_or_raw("COMBAT_START_RATE_LIMIT", default=10)  # per user per minute; 0 disables
+WORLD_NEARBY_RADIUS = env.float_or_raw("WORLD_NEARBY_RADIUS", default=100.0)
+WORLD_MAX_STEP = env.float_or_raw("WORLD_MAX_STEP", default=50.0)
 # Moves per user per window, across connections and instances (0 disables): 25 per second lets
 # a 20 Hz client through with room for network jitter bunching its updates (docs/protocol.md).
-WORLD_MOVE_RATE_LIMIT = env.int("WORLD_MOVE_RATE_LIMIT", default=25)
-WORLD_MOVE_RATE_WINDOW = env.float("WORLD_MOVE_RATE_WINDOW", default=1.0)
+WORLD_MOVE_RATE_LIMIT = env.int_or_raw("WORLD_MOVE_RATE_LIMIT", default=25)
+WORLD_MOVE_RATE_WINDOW = env.float_or_raw("WORLD_MOVE_RATE_WINDOW", default=1.0)
 # Each instance re-reads the zone table this often; admin edits reach instances at once anyway.
-WORLD_ZONE_REFRESH_INTERVAL = env.float("WORLD_ZONE_REFRESH_INTERVAL", default=60.0)
+WORLD_ZONE_REFRESH_INTERVAL = env.float_or_raw("WORLD_ZONE_REFRESH_INTERVAL", default=60.0)
+# A player whose last world connection closed less than this ago re-enters where it left.
+WORLD_RESUME_SECONDS = env.float_or_raw("WORLD_RESUME_SECONDS", default=300.0)
+
+PARTY_MAX_SIZE = env.int_or_raw("PARTY_MAX_SIZE", default=5)
+# Failed admin logins for one username from one address within 15 minutes before refusals.
+ADMIN_LOGIN_FAILURE_LIMIT = env.int_or_raw("ADMIN_LOGIN_FAILURE_LIMIT", default=10)
 
 INSTANCE_ID = env.str("INSTANCE_ID", default=f"{socket.gethostname()}:{os.getpid()}")
 
@@ -249,18 +267,43 @@ USE_TZ = True
 
 # --- Logging ---------------------------------------------------------------------------------
 
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").strip().upper()
+CHANNELS_REDIS_LOG_LEVEL = env.str("CHANNELS_REDIS_LOG_LEVEL", default="CRITICAL").strip().upper()
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").strip().lower()
+
+
+def _level(name: str, fallback: str) -> str:
+    # logging.config would raise on an unknown name before any check runs; the check names it.
+    return name if name in logging.getLevelNamesMapping() else fallback
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_tokens": {"()": "rpgrealtime.logging.RedactTokensFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "filters": {
+        "redact_tokens": {"()": "rpgrealtime.logging.RedactTokensFilter"},
+        "connection_context": {"()": "rpgrealtime.logging.ConnectionContextFilter", "instance": INSTANCE_ID},
+    },
+    "formatters": {
+        "plain": {"()": "rpgrealtime.logging.PlainFormatter"},
+        "json": {"()": "rpgrealtime.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["connection_context", "redact_tokens"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": _level(LOG_LEVEL, "INFO")},
     "loggers": {
+        # Django's defaults give these loggers handlers of their own (plain text, or mail to
+        # ADMINS): route them through the one handler instead, at the root's level.
+        "django": {"handlers": [], "level": "NOTSET", "propagate": True},
+        "django.server": {"handlers": [], "level": "NOTSET", "propagate": True},
         "django.db.backends": {"level": "INFO"},
         # channels-redis logs every failed receive during a Redis outage; our own
         # housekeeping logs the outage and the recovery once each instead.
-        "channels_redis.pubsub": {"level": env.str("CHANNELS_REDIS_LOG_LEVEL", default="CRITICAL")},
+        "channels_redis.pubsub": {"level": _level(CHANNELS_REDIS_LOG_LEVEL, "CRITICAL")},
     },
 }

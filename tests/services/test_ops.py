@@ -9,7 +9,6 @@ import subprocess
 import sys
 from datetime import timedelta
 
-import environ
 import pytest
 from channels.layers import get_channel_layer
 from channels_redis.utils import create_pool
@@ -23,6 +22,7 @@ from realtime.layers import EmbeddedChannelLayer
 from realtime.models import Connection, Instance, OutboxMessage
 from realtime.store.memory import MemoryStore
 from realtime.store.redis import RedisStore
+from rpgrealtime.env import Env
 from rpgrealtime.redis_config import channel_layer_hosts, redis_settings_from_env
 from tests.support.cluster import ROOT, RedisServer
 from tests.support.db import db
@@ -46,7 +46,7 @@ def redis_env(monkeypatch):
     def configure(**values: str):
         for name, value in values.items():
             monkeypatch.setenv(name, value)
-        return redis_settings_from_env(environ.Env())
+        return redis_settings_from_env(Env())
 
     return configure
 
@@ -145,8 +145,8 @@ def test_settings_wire_sentinel_into_the_channel_layer_and_the_embedded_default_
     layer = sentinel["layers"]["default"]
     assert layer["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert layer["CONFIG"]["hosts"][0]["master_name"] == "mymaster"
-    # Django's Redis cache cannot follow Sentinel: throttles stay per process.
-    assert sentinel["caches"]["default"]["BACKEND"].endswith("LocMemCache")
+    # The throttle counters follow Sentinel too (django-redis), so every instance shares them.
+    assert sentinel["caches"]["default"]["OPTIONS"]["CLIENT_CLASS"] == "django_redis.client.SentinelClient"
     embedded = settings_in_subprocess()
     assert embedded["layers"]["default"]["BACKEND"] == "realtime.layers.EmbeddedChannelLayer"
 
