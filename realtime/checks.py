@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -162,14 +162,16 @@ LOG_LEVELS = ("LOG_LEVEL", "CHANNELS_REDIS_LOG_LEVEL")
 LOG_FORMATS = ("plain", "json")
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _number(name: str) -> float | None:
     """The setting's value when it is a usable number (already reported otherwise)."""
     value = getattr(settings, name, None)
-    return float(value) if _is_number(value) and math.isfinite(value) else None
+    if not _is_number(value) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _number_problem(spec: NumberSetting, value: Any) -> str | None:

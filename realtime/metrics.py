@@ -10,7 +10,15 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from realtime.protocol import PROTOCOL_VERSION
+from rpgrealtime import __version__
+
 STARTED_AT = time.time()
+
+BUILD_INFO = Gauge(
+    "rpgrealtime_build_info", "The running release and wire protocol (always 1)", ["version", "protocol"]
+)
+BUILD_INFO.labels(__version__, PROTOCOL_VERSION).set(1)
 
 CONNECTIONS = Gauge("rpgrealtime_ws_connections", "Open WebSocket connections on this instance", ["endpoint"])
 CONNECTS = Counter("rpgrealtime_ws_connects_total", "Accepted WebSocket connections", ["endpoint"])
@@ -18,6 +26,7 @@ FRAMES_IN = Counter("rpgrealtime_ws_frames_in_total", "Client frames received", 
 FRAMES_OUT = Counter("rpgrealtime_ws_frames_out_total", "Frames sent to clients", ["endpoint", "type"])
 ERRORS = Counter("rpgrealtime_ws_errors_total", "Error frames sent", ["endpoint", "code"])
 AUTH_FAILURES = Counter("rpgrealtime_ws_auth_failures_total", "Refused authentications", ["endpoint", "code"])
+# `limit`: connection (WEBSOCKET_RATE_LIMIT), chat (CHAT_RATE_LIMIT), movement (WORLD_MOVE_RATE_LIMIT).
 RATE_LIMITED = Counter("rpgrealtime_ws_rate_limited_total", "Frames refused by a rate limit", ["endpoint", "limit"])
 CLOSES = Counter("rpgrealtime_ws_closes_total", "Connections closed by the server", ["endpoint", "code"])
 BROADCASTS = Counter("rpgrealtime_ws_broadcasts_total", "Broadcasts published", ["kind"])

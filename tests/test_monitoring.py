@@ -21,7 +21,7 @@ DASHBOARDS = ROOT / "deploy/grafana/dashboards"
 
 # Metrics referenced before the code that exports them lands; remove each name once it exists.
 #   rpgrealtime_build_info: a gauge with labels version and protocol, set once at start.
-PENDING_METRICS = {"rpgrealtime_build_info"}
+PENDING_METRICS: set[str] = set()
 # Series Prometheus makes itself for every scrape target.
 SCRAPE_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 # Sample names Prometheus exposes for each family type (prometheus_client's exposition).

@@ -7,6 +7,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 
+import rpgrealtime
 from tests.support.cluster import ROOT
 
 TOOLING_MARKER = "# Tests and tooling"
@@ -145,3 +146,8 @@ def test_licence_and_changelog():
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert "## [Unreleased]" in changelog and "## [1.0.0] - " in changelog
     assert "protocol 1.1" in changelog and "protocol 1.0" in changelog
+
+
+def test_the_release_number_is_the_same_in_the_code_and_the_project_metadata():
+    metadata = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert metadata["version"] == rpgrealtime.__version__, "pyproject.toml and rpgrealtime/__init__.py disagree"

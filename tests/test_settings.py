@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from django_redis.cache import RedisCache
+from redis.sentinel import SentinelConnectionPool
 
 from rpgrealtime.redis_config import cache_settings
 from tests.support.cluster import RedisServer
@@ -148,8 +150,6 @@ def test_cache_follows_sentinel_with_the_sentinels_own_password():
     assert options["SENTINELS"] == [("s1", 26379), ("s2", 26380)] and options["PASSWORD"] == "master-secret"
     assert options["SENTINEL_KWARGS"]["password"] == "sentinel-secret"
     # What django-redis builds from it: a pool that asks the sentinels for "mymaster" (no connection yet).
-    from django_redis.cache import RedisCache
-    from redis.sentinel import SentinelConnectionPool
 
     client = RedisCache(config["LOCATION"], {"OPTIONS": options}).client.get_client(write=True)
     pool = client.connection_pool
@@ -170,7 +170,6 @@ def test_cache_is_in_memory_without_redis():
 
 @pytest.mark.integration
 def test_throttle_counters_are_shared_through_a_real_sentinel():
-    from django_redis.cache import RedisCache
 
     master = RedisServer().start()
     sentinel = SentinelServer(master.port).start()

@@ -15,13 +15,23 @@ import socket
 import subprocess
 import sys
 
+import daphne.server
+import daphne.ws_protocol
 import pytest
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.protocol import PreparedMessage
+from daphne.access import AccessLogGenerator
+from twisted.internet import tcp
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactor
+from twisted.web.http import HTTPChannel
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from tests.support.cluster import ROOT, free_port, wait_for_port
 
 
 def test_autobahn_prepared_message_is_a_complete_unmasked_text_frame():
-    from autobahn.websocket.protocol import PreparedMessage
 
     prepared = PreparedMessage(b"hello", False, False, True)
     assert hasattr(prepared, "payloadHybi"), "autobahn: PreparedMessage(...).payloadHybi is gone (OutboundFrame.wire)"
@@ -31,7 +41,6 @@ def test_autobahn_prepared_message_is_a_complete_unmasked_text_frame():
 
 
 def test_autobahn_server_protocol_has_the_methods_and_states_used():
-    from autobahn.twisted.websocket import WebSocketServerProtocol
 
     for name in ("sendPreparedMessage", "sendCloseFrame", "sendMessage", "STATE_OPEN"):
         assert hasattr(WebSocketServerProtocol, name), f"autobahn: WebSocketServerProtocol.{name} is gone"
@@ -42,10 +51,6 @@ def test_autobahn_server_protocol_has_the_methods_and_states_used():
 
 
 def test_daphne_modules_and_classes_are_where_the_hooks_look():
-    import daphne.server
-    import daphne.ws_protocol
-    from autobahn.twisted.websocket import WebSocketServerProtocol
-    from daphne.access import AccessLogGenerator
 
     assert issubclass(daphne.ws_protocol.WebSocketProtocol, WebSocketServerProtocol), (
         "daphne: ws_protocol.WebSocketProtocol no longer subclasses autobahn's WebSocketServerProtocol"
@@ -61,9 +66,6 @@ def test_daphne_modules_and_classes_are_where_the_hooks_look():
 
 
 def test_twisted_tcp_transport_exposes_its_socket_and_write_buffer():
-    from twisted.internet import tcp
-    from twisted.internet.protocol import Protocol
-    from twisted.internet.testing import MemoryReactor
 
     left, right = socket.socketpair()
     try:
@@ -87,7 +89,6 @@ def test_twisted_tcp_transport_exposes_its_socket_and_write_buffer():
 
 
 def test_twisted_http_channel_has_the_request_list_and_idle_timer():
-    from twisted.web.http import HTTPChannel
 
     channel = HTTPChannel()
     assert isinstance(getattr(channel, "requests", None), list), "Twisted web: HTTPChannel.requests is gone"
@@ -97,8 +98,6 @@ def test_twisted_http_channel_has_the_request_list_and_idle_timer():
 @pytest.mark.integration
 def test_a_live_daphne_connection_has_every_internal_and_they_behave():
     """Under a real daphne: the objects behind an open WebSocket, and frames written through them."""
-    from websockets.exceptions import ConnectionClosed
-    from websockets.sync.client import connect
 
     port = free_port()
     process = subprocess.Popen(

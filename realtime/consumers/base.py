@@ -37,10 +37,11 @@ from realtime.features.identity import membership_groups
 from realtime.features.offline import OfflineDelivery
 from realtime.features.presence import PresenceTracker
 from realtime.outages import outages, service_of
-from realtime.protocol import CloseCode, ErrorCode, ProtocolError, TokenRefreshIn, now_iso
+from realtime.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode, ProtocolError, TokenRefreshIn, now_iso
 from realtime.ratelimit import TokenBucket, parse_rate_limit
 from realtime.runtime import Runtime
 from realtime.transport import transport_for
+from rpgrealtime.logging import bind_connection
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,8 @@ class BaseConsumer(AsyncWebsocketConsumer):
             transport=transport_for(self.base_send, settings.WEBSOCKET_SEND_BUFFER_BYTES),
             token_expires_at=auth.token_expires_at,
         )
+        # Every log line of this connection's task names it (LOG_FORMAT=json: separate fields).
+        bind_connection(connection_id=conn.id, user_id=conn.user_id, endpoint=self.endpoint)
         # The first frame, before any group can deliver: clients rely on it (docs/protocol.md §1).
         user = conn.user
         conn.send(
@@ -152,6 +155,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
                 "endpoint": self.endpoint,
                 "user": {"id": user.id, "username": user.username} if user is not None else None,
                 "heartbeat_interval": _seconds(settings.WEBSOCKET_HEARTBEAT_INTERVAL),
+                "protocol": PROTOCOL_VERSION,
                 "server_time": now_iso(),
             }
         )

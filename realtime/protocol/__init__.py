@@ -14,6 +14,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+# The wire protocol this server speaks (`connection_established.protocol`). A minor version only
+# adds (message types, fields, close codes); clients ignore what they do not know.
+PROTOCOL_VERSION = "1.1"
+
 
 class ErrorCode(enum.StrEnum):
     INVALID_JSON = "invalid_json"

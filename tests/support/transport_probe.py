@@ -17,6 +17,8 @@ import socket
 import sys
 from typing import Any
 
+from autobahn.websocket.protocol import PreparedMessage
+
 # (attribute, what realtime/transport.py does with it) on the WebSocket protocol instance.
 PROTOCOL_ATTRIBUTES = (
     ("sendPreparedMessage", "DaphneTransport.supports() recognises daphne by it"),
@@ -101,8 +103,6 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "websocket.send", "text": json.dumps(facts)})
     if problems:
         return
-
-    from autobahn.websocket.protocol import PreparedMessage
 
     # Through Twisted's buffer: the pending count must grow by exactly the frame's size.
     before = pending(tcp)

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
+from realtime import metrics
 from realtime.connection import Connection, ConnectionUser
 from realtime.features.world.views import MOVE_FILTER, View, WorldViews, announce, radius, view_at
 from realtime.features.world.zones import ZONES_CHANGED, ZoneSpec, on_zones_changed, zone_get, zones_refresh
@@ -117,6 +118,7 @@ async def player_move(*, runtime: Runtime, conn: Connection, zone_name: str, x: 
         outcome = await _position_move(runtime, conn, zone.name, x, y)
     status = outcome.status
     if status is MoveStatus.RATE_LIMITED:
+        metrics.RATE_LIMITED.labels("world", "movement").inc()
         raise ProtocolError(
             ErrorCode.RATE_LIMITED,
             "Too many moves; slow down.",
