@@ -1,4 +1,4 @@
-"""Request and response shapes of the account routes (PROTOCOL §8)."""
+"""Request and response shapes of the account routes (docs/protocol.md §8)."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ _outliving: set[asyncio.Future] = set()
 
 
 def build_event(event_type: str, **fields: Any) -> dict[str, Any]:
-    """A server event frame with its `timestamp` (PROTOCOL §2)."""
+    """A server event frame with its `timestamp` (docs/protocol.md §2)."""
     return {"type": event_type, **fields, "timestamp": now_iso()}
 
 

@@ -1,4 +1,4 @@
-"""Per-connection token bucket (PROTOCOL §3: `WEBSOCKET_RATE_LIMIT` = `RATE/BURST`, `0` disables)."""
+"""Per-connection token bucket (docs/protocol.md §3: `WEBSOCKET_RATE_LIMIT` = `RATE/BURST`, `0` disables)."""
 
 from __future__ import annotations
 

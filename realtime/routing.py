@@ -1,4 +1,4 @@
-"""WebSocket routes: /ws/<endpoint> -> consumer (PROTOCOL §1); anything else is refused."""
+"""WebSocket routes: /ws/<endpoint> -> consumer (docs/protocol.md §1); anything else is refused."""
 
 from django.urls import path, re_path
 

@@ -1,4 +1,4 @@
-"""Settings from the environment (PROTOCOL §10): defaults, Redis selection, unsafe combinations.
+"""Settings from the environment (docs/protocol.md §10): defaults, Redis selection, unsafe combinations.
 
 Each case imports the settings in a fresh interpreter, exactly as a server process would.
 """

@@ -26,7 +26,7 @@ from realtime.protocol import ErrorCode, ProtocolError, iso_or_none
 from realtime.store import get_store
 
 CHAT = frozenset({"chat"})
-# CHAT_RATE_LIMIT counts messages per user in fixed windows of this length (PROTOCOL §3).
+# CHAT_RATE_LIMIT counts messages per user in fixed windows of this length (docs/protocol.md §3).
 RATE_WINDOW_SECONDS = 10.0
 # At most one `is_typing: true` (and one `false`) per user and conversation in this time:
 # clients repeat `true` about this often while the user types, receivers drop the indicator

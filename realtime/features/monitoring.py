@@ -66,7 +66,7 @@ def instance_connections() -> dict[str, Any]:
 
 
 def metrics_snapshot() -> dict[str, Any]:
-    """The JSON of GET /api/v1/websocket/metrics (PROTOCOL §8)."""
+    """The JSON of GET /api/v1/websocket/metrics (docs/protocol.md §8)."""
     cluster = cluster_counts(settings.WEBSOCKET_CLEANUP_INTERVAL)
     errors = _ints(metrics.nested_counter_values(metrics.ERRORS))
     auth_failures = _ints(metrics.nested_counter_values(metrics.AUTH_FAILURES))

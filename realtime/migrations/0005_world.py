@@ -3,7 +3,7 @@
 import django.core.validators
 from django.db import migrations, models
 
-# The zones PROTOCOL §7 promises after migrations; edit or add more in the admin.
+# The zones docs/protocol.md §7 promises after migrations; edit or add more in the admin.
 DEFAULT_ZONES = [
     {"name": "starter_town", "title": "Starter Town", "min_x": 0, "min_y": 0, "max_x": 1000, "max_y": 1000,
      "spawn_x": 500, "spawn_y": 500},

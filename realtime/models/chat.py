@@ -72,7 +72,7 @@ class ChatMessage(models.Model):
         return self.deleted_at is not None
 
     def to_frame(self) -> dict[str, Any]:
-        """The `chat_message` event exactly as it is delivered live (PROTOCOL §5)."""
+        """The `chat_message` event exactly as it is delivered live (docs/protocol.md §5)."""
         return {
             "type": "chat_message",
             "message_id": str(self.message_id),

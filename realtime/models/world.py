@@ -1,4 +1,4 @@
-"""Zones of the world map (PROTOCOL §7): a name, rectangular bounds and a spawn point."""
+"""Zones of the world map (docs/protocol.md §7): a name, rectangular bounds and a spawn point."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Names on the wire (PROTOCOL.md §1–§3): error codes, close codes, the envelope and its encoding.
+"""Names on the wire (docs/protocol.md §1–§3): error codes, close codes, the envelope and its encoding.
 
 Endpoint-specific message schemas live next to this module (`chat.py`, `combat.py`, ...), so every
 name a client sees is defined in this package and nowhere else.
@@ -82,7 +82,7 @@ class TokenRefreshIn(ClientFrame):
 
 
 def now_iso(moment: datetime | None = None) -> str:
-    """ISO 8601, UTC, millisecond precision, `Z` suffix (PROTOCOL §2)."""
+    """ISO 8601, UTC, millisecond precision, `Z` suffix (docs/protocol.md §2)."""
     moment = moment or datetime.now(UTC)
     moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -127,7 +127,7 @@ def error_frame(code: ErrorCode, message: str, frame_id: Any = None, details: An
 
 
 def valid_frame_id(value: Any) -> bool:
-    """`id` is a string or an integer of at most 64 characters (PROTOCOL §2)."""
+    """`id` is a string or an integer of at most 64 characters (docs/protocol.md §2)."""
     if isinstance(value, bool):
         return False
     if isinstance(value, str):

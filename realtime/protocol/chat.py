@@ -1,4 +1,4 @@
-"""Client frames of `/ws/chat` (PROTOCOL §5): every field a chat client may send, checked strictly."""
+"""Client frames of `/ws/chat` (docs/protocol.md §5): every field a chat client may send, checked strictly."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from realtime.protocol import ClientFrame
 CHANNELS = ("global", "guild", "party", "private")
 Channel = Literal["global", "guild", "party", "private"]
 
-MAX_CONTENT_LENGTH = 500  # characters after trimming (PROTOCOL §5)
+MAX_CONTENT_LENGTH = 500  # characters after trimming (docs/protocol.md §5)
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 100
 MAX_REASON_LENGTH = 500

@@ -1,4 +1,4 @@
-"""Client frames of `/ws/combat` (PROTOCOL §6)."""
+"""Client frames of `/ws/combat` (docs/protocol.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Frames of `/ws/game` (PROTOCOL §4): the client's `set_status`, and the shapes of the server
+"""Frames of `/ws/game` (docs/protocol.md §4): the client's `set_status`, and the shapes of the server
 events that the server API and the publish route accept (checked before anything is sent)."""
 
 from __future__ import annotations

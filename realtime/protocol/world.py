@@ -1,4 +1,4 @@
-"""Frames of `/ws/world` (PROTOCOL §7): client frames, and the world event the server API sends."""
+"""Frames of `/ws/world` (docs/protocol.md §7): client frames, and the world event the server API sends."""
 
 from __future__ import annotations
 

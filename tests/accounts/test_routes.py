@@ -1,4 +1,4 @@
-"""Account routes (PROTOCOL §8): register, token, refresh, me, guilds and parties, and live
+"""Account routes (docs/protocol.md §8): register, token, refresh, me, guilds and parties, and live
 membership moves of open connections."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PROTOCOL §1–§3 on the in-process layer: auth outcomes, envelope, errors, limits, heartbeat."""
+"""docs/protocol.md §1–§3 on the in-process layer: auth outcomes, envelope, errors, limits, heartbeat."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""/ws/chat on the in-process layer (PROTOCOL §5, §9): audiences, content rules, typing, history,
+"""/ws/chat on the in-process layer (docs/protocol.md §5, §9): audiences, content rules, typing, history,
 moderation, the per-user rate limit, offline private delivery, and what a message costs."""
 
 from __future__ import annotations

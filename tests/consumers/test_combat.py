@@ -1,4 +1,4 @@
-"""/ws/combat on the in-process layer (PROTOCOL §6): sessions, turns, errors, timers, reconnects."""
+"""/ws/combat on the in-process layer (docs/protocol.md §6): sessions, turns, errors, timers, reconnects."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PROTOCOL §4 on the in-process layer: presence, set_status, achievements, announcements, game state."""
+"""docs/protocol.md §4 on the in-process layer: presence, set_status, achievements, announcements, game state."""
 
 from __future__ import annotations
 

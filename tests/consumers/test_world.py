@@ -1,4 +1,4 @@
-"""PROTOCOL §7 on the in-process layer: zones, validation, area of interest, nearby players."""
+"""docs/protocol.md §7 on the in-process layer: zones, validation, area of interest, nearby players."""
 
 from __future__ import annotations
 

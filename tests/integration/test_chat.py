@@ -273,7 +273,7 @@ async def test_delete_message_across_instances(cluster, unique):
     await close_all(mod_ws, author_ws, watcher)
 
 
-# --- offline delivery (PROTOCOL §9) ----------------------------------------------------------
+# --- offline delivery (docs/protocol.md §9) ----------------------------------------------------------
 
 
 async def test_offline_private_messages_arrive_exactly_once_despite_racing_reconnects(cluster, unique):

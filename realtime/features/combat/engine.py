@@ -150,7 +150,7 @@ def new_combat(*, seed: int, players: Sequence[PlayerEntry], monsters: Sequence[
 
 
 def view(state: CombatState) -> dict[str, Any]:
-    """What clients see (PROTOCOL §6 `combat_state` without envelope and deadline).
+    """What clients see (docs/protocol.md §6 `combat_state` without envelope and deadline).
 
     Players who fled are no longer listed; the dead stay, with `alive: false`.
     """

@@ -27,7 +27,7 @@ class Effect:
 
 
 def state_frame(session_id: str, view: dict[str, Any], deadline: datetime | None) -> dict[str, Any]:
-    """`combat_state` exactly as PROTOCOL §6 shows it; `deadline` only on a player's running turn."""
+    """`combat_state` exactly as docs/protocol.md §6 shows it; `deadline` only on a player's running turn."""
     actor = view["actor"]
     player_turn = view["status"] == ACTIVE and any(
         p["id"] == actor and p["kind"] == "player" for p in view["participants"]
