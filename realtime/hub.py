@@ -155,6 +155,7 @@ class Hub:
         self._control_handlers: dict[str, ControlHandler] = {}
         self._probes: dict[str, asyncio.Future] = {}
         self._fallbacks: dict[tuple, None] = {}  # keys of messages delivered locally, oldest first
+        self._addresses: dict[str, tuple[int, int]] = {}  # address -> (connections, anonymous ones)
         self.draining = False
         self.delivered = 0  # frames handed to sockets by broadcasts, for the benchmarks
 
@@ -194,6 +195,29 @@ class Hub:
         self._control_handlers[op] = handler
 
     # --- membership ------------------------------------------------------------------------
+
+    # --- client addresses (connection caps per address, checked before a connection opens) ----
+
+    def claim_address(self, address: str, *, anonymous: bool, per_address: int, anonymous_per_address: int) -> bool:
+        """Count one more connection from `address` unless that exceeds a cap (0: none).
+
+        Checked and counted in one synchronous step, so connects that arrive together cannot all
+        pass the check before any is counted; `release_address` gives the place back."""
+        counts = self._addresses.get(address)
+        total, anonymous_count = counts if counts is not None else (0, 0)
+        if per_address and total >= per_address:
+            return False
+        if anonymous and anonymous_per_address and anonymous_count >= anonymous_per_address:
+            return False
+        self._addresses[address] = (total + 1, anonymous_count + (1 if anonymous else 0))
+        return True
+
+    def release_address(self, address: str, *, anonymous: bool) -> None:
+        total, anonymous_count = self._addresses.get(address, (1, 1 if anonymous else 0))
+        if total <= 1:
+            self._addresses.pop(address, None)
+        else:
+            self._addresses[address] = (total - 1, anonymous_count - (1 if anonymous else 0))
 
     def add(self, conn: Connection) -> None:
         self.connections[conn.id] = conn

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from autobahn.websocket.protocol import PreparedMessage
@@ -54,6 +55,15 @@ class Transport(Protocol):
         """Drop the connection now (a client too slow to even read a close frame)."""
 
     def pending_bytes(self) -> int: ...
+
+    def gate_arrivals(self, gate: ArrivalGate) -> bool:
+        """Run `gate` on every client frame as it arrives, before the server queues it for the
+        application; True when this transport can (the caller then skips its own checks)."""
+
+
+# `gate(payload, binary, queued)`: admit a client frame as it arrives (`queued`: frames already
+# waiting for the application). A refused frame is never queued.
+ArrivalGate = Callable[[bytes | str, bool, int], bool]
 
 
 def _twisted_pending(tcp: Any) -> int:
@@ -174,6 +184,23 @@ class DaphneTransport:
         if tcp is not None:
             tcp.abortConnection()
 
+    def gate_arrivals(self, gate: ArrivalGate) -> bool:
+        """daphne puts every frame on the application's queue without bound as autobahn hands it
+        over (`WebSocketProtocol.onMessage`); this runs `gate` first, in the same reactor
+        callback, so limits act on arrival and a refused frame costs no queue slot."""
+        protocol = self._protocol
+        deliver = protocol.onMessage
+        queue = getattr(protocol, "application_queue", None)
+        if queue is None:
+            return False
+
+        def on_message(payload: bytes, is_binary: bool) -> None:
+            if gate(payload, is_binary, queue.qsize()):
+                deliver(payload, is_binary)
+
+        protocol.onMessage = on_message
+        return True
+
     def pending_bytes(self) -> int:
         tcp = getattr(self._protocol, "transport", None)
         return _twisted_pending(tcp) if tcp is not None else 0
@@ -224,6 +251,9 @@ class QueuedTransport:
 
     def pending_bytes(self) -> int:
         return self._queued_bytes
+
+    def gate_arrivals(self, gate: ArrivalGate) -> bool:
+        return False  # the ASGI server queues frames where this transport cannot see them
 
     async def flush(self) -> None:
         task = self._task

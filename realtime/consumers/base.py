@@ -65,7 +65,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.conn: Connection | None = None
         self.runtime: Runtime | None = None
-        self._bucket: TokenBucket | None = None
+        self._gate: pipeline.InboundGate | None = None
+        self._gated_on_arrival = False
+        self._admitted: admission.Admitted | None = None
         self._torn_down = False
 
     @property
@@ -125,25 +127,44 @@ class BaseConsumer(AsyncWebsocketConsumer):
         self.runtime = runtime = await ensure_runtime()
         auth: AuthResult = self.scope.get("auth") or AuthResult()
         client = self.scope.get("client")
-        address = str(client[0]) if client else None
-        refusal = await admission.refusal(
-            endpoint=self.endpoint, requires_auth=self.requires_auth, runtime=runtime, auth=auth, address=address
+        connection_id = uuid.uuid4().hex
+        outcome = await admission.admit(
+            endpoint=self.endpoint,
+            requires_auth=self.requires_auth,
+            runtime=runtime,
+            auth=auth,
+            address=str(client[0]) if client else None,
+            connection_id=connection_id,
         )
-        if refusal is not None:
+        if isinstance(outcome, admission.Refusal):
             self._torn_down = True
-            await admission.refuse(self.base_send, self.endpoint, refusal, auth.subprotocol)
+            await admission.refuse(self.base_send, self.endpoint, outcome, auth.subprotocol)
             return
-        await self.base_send({"type": "websocket.accept", "subprotocol": auth.subprotocol})
-        limits = parse_rate_limit(settings.WEBSOCKET_RATE_LIMIT)
-        self._bucket = TokenBucket(*limits) if limits else None
+        self._admitted = outcome
+        try:
+            await self.base_send({"type": "websocket.accept", "subprotocol": auth.subprotocol})
+        except BaseException:
+            await self._release(connection_id, auth.user)
+            raise
+        await self._open(runtime, auth, connection_id, outcome)
+
+    async def _open(self, runtime: Runtime, auth: AuthResult, connection_id: str, admitted: admission.Admitted) -> None:
         self.conn = conn = Connection(
-            connection_id=uuid.uuid4().hex,
+            connection_id=connection_id,
             endpoint=self.endpoint,
             user=auth.user,
-            client_addr=address,
+            client_addr=admitted.address,
             transport=transport_for(self.base_send, settings.WEBSOCKET_SEND_BUFFER_BYTES),
             token_expires_at=auth.token_expires_at,
         )
+        limits = parse_rate_limit(settings.WEBSOCKET_RATE_LIMIT)
+        self._gate = pipeline.InboundGate(
+            conn,
+            TokenBucket(*limits) if limits else None,
+            max_bytes=settings.WEBSOCKET_MAX_MESSAGE_BYTES,
+            max_queued=settings.WEBSOCKET_MAX_QUEUED_FRAMES,
+        )
+        self._gated_on_arrival = conn.transport.gate_arrivals(self._gate)
         # Every log line of this connection's task names it (LOG_FORMAT=json: separate fields).
         bind_connection(connection_id=conn.id, user_id=conn.user_id, endpoint=self.endpoint)
         # The first frame, before any group can deliver: clients rely on it (docs/protocol.md §1).
@@ -165,20 +186,31 @@ class BaseConsumer(AsyncWebsocketConsumer):
         # its groups are subscribed on the channel layer.
         await runtime.hub.join(conn, membership_groups(conn) + list(self.initial_groups()))
         runtime.registry.opened(conn)
-        await self._guard(runtime.get(PresenceTracker).opened(conn), "presence")
+        await self._guard(runtime.get(PresenceTracker).opened(conn, admitted.presence), "presence")
         await self._guard(self.on_connected(), "on_connected")
         if user is not None and user.has_pending_deliveries:
             await self._guard(runtime.get(OfflineDelivery).deliver(conn), "offline delivery")
 
+    async def _release(self, connection_id: str, user: ConnectionUser | None) -> None:
+        """Give back what admission counted for a connection (its address, its presence)."""
+        runtime, admitted = self.runtime, self._admitted
+        if runtime is None or admitted is None:
+            return
+        admitted.release(runtime)
+        self._admitted = None
+        if not runtime.hub.draining:  # a drain forgets the whole instance at once
+            await self._guard(runtime.get(PresenceTracker).closed(connection_id=connection_id, user=user), "presence")
+
     # --- receive -------------------------------------------------------------------------------
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
-        conn = self.conn
-        if conn is None or conn.closing:
+        conn, gate = self.conn, self._gate
+        if conn is None or gate is None or conn.closing:
             return
-        text = pipeline.admit(conn, self._bucket, message.get("text"), settings.WEBSOCKET_MAX_MESSAGE_BYTES)
-        if text is None:
+        text = message.get("text")
+        if not self._gated_on_arrival and not gate(text):
             return
+        assert text is not None  # binary frames never pass the gate
         parsed = pipeline.parse(conn, self.handlers, text)
         if parsed is not None:
             await pipeline.run(self, conn, *parsed)
@@ -199,8 +231,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
         runtime.hub.remove(conn)
         runtime.registry.closed(conn)
         await self._guard(runtime.get(OfflineDelivery).connection_closed(conn), "pending release")
-        if not runtime.hub.draining:  # a drain forgets the whole instance at once
-            await self._guard(runtime.get(PresenceTracker).closed(conn), "presence")
+        await self._release(conn.id, conn.user)
         # After presence forgot this connection, so a feature that asks "was this the user's
         # last connection?" gets the right answer even when two close at once on two instances.
         await self._guard(self.on_disconnected(), "on_disconnected")

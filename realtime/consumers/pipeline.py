@@ -1,8 +1,9 @@
 """How a client frame becomes a handler call: the checks every frame passes, in a fixed order,
 and the `error` each failure gets (docs/protocol.md §2–§3). The connection always stays open.
 
-Order: activity, binary, size, rate limit (`admit`); JSON, object, `id`, `type`, handler,
-authentication, schema (`parse`); then the handler, whose failures map to error codes (`run`).
+Order: activity, binary, size, rate limit, backlog (`InboundGate`, as frames arrive where the
+server allows it); JSON, object, `id`, `type`, handler, authentication, schema (`parse`); then
+the handler, whose failures map to error codes (`run`).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def collect_handlers(cls: type) -> dict[str, Handler]:
     return found
 
 
-def frame_id_of(text: str) -> Any:
+def frame_id_of(text: bytes | str) -> Any:
     """The valid `id` of a frame that is refused before it is handled, else None."""
     try:
         data = decode(text)
@@ -82,31 +83,66 @@ def frame_id_of(text: str) -> Any:
     return frame_id if frame_id is not None and valid_frame_id(frame_id) else None
 
 
-def admit(conn: Connection, bucket: TokenBucket | None, text: str | None, max_bytes: int) -> str | None:
-    """Activity, binary, size and rate limit: the frame's text, or None (refused and answered)."""
-    endpoint = conn.endpoint
-    conn.last_activity = time.monotonic()
-    conn.frames_in += 1
-    if text is None:
-        metrics.frame_in(endpoint, "binary")
-        conn.send_error(ErrorCode.INVALID_MESSAGE, "Binary frames are not supported; send JSON text.")
-        return None
+class InboundGate:
+    """The limits on one connection's client frames: activity, binary, size, rate, backlog.
+
+    Under daphne it runs as each frame arrives (`Transport.gate_arrivals`), so a client that
+    sends faster than the server works is refused by the bucket at once and never has more than
+    `max_queued` frames waiting; elsewhere it runs when the frame is processed.
+    """
+
+    __slots__ = ("bucket", "conn", "max_bytes", "max_queued")
+
+    def __init__(self, conn: Connection, bucket: TokenBucket | None, *, max_bytes: int, max_queued: int) -> None:
+        self.conn = conn
+        self.bucket = bucket
+        self.max_bytes = max_bytes
+        self.max_queued = max_queued
+
+    def __call__(self, payload: bytes | str | None, binary: bool = False, queued: int = 0) -> bool:
+        """Admit a frame (True), or answer and drop it (False)."""
+        conn = self.conn
+        if conn.closing:
+            return False
+        endpoint = conn.endpoint
+        conn.last_activity = time.monotonic()
+        conn.frames_in += 1
+        if payload is None or binary:
+            metrics.frame_in(endpoint, "binary")
+            conn.send_error(ErrorCode.INVALID_MESSAGE, "Binary frames are not supported; send JSON text.")
+            return False
+        if _too_large(payload, self.max_bytes):
+            metrics.frame_in(endpoint, "oversized")
+            conn.send_error(ErrorCode.MESSAGE_TOO_LARGE, f"Frames are limited to {self.max_bytes} bytes.")
+            return False
+        bucket = self.bucket
+        if bucket is not None and not bucket.take():
+            metrics.RATE_LIMITED.labels(endpoint, "connection").inc()
+            metrics.frame_in(endpoint, "rate_limited")
+            if bucket.abusive:
+                conn.close(CloseCode.RATE_LIMIT_ABUSE, ErrorCode.RATE_LIMITED, "Too many frames; closing.")
+            else:
+                # The `id` still comes back, so the client knows which request to send again.
+                conn.send_error(ErrorCode.RATE_LIMITED, "Too many frames; slow down.", frame_id_of(payload))
+            return False
+        if self.max_queued and queued >= self.max_queued:
+            metrics.RATE_LIMITED.labels(endpoint, "backlog").inc()
+            metrics.frame_in(endpoint, "rate_limited")
+            conn.close(
+                CloseCode.RATE_LIMIT_ABUSE,
+                ErrorCode.RATE_LIMITED,
+                f"More than {self.max_queued} frames waiting to be handled; closing.",
+            )
+            return False
+        return True
+
+
+def _too_large(payload: bytes | str, limit: int) -> bool:
+    if isinstance(payload, bytes):
+        return len(payload) > limit
     # surrogatepass: a lone surrogate (impossible from a real server, which checks UTF-8, but not
     # from every ASGI caller) must be refused as invalid JSON later, not crash here.
-    if len(text) > max_bytes or (len(text) * 4 > max_bytes and len(text.encode("utf-8", "surrogatepass")) > max_bytes):
-        metrics.frame_in(endpoint, "oversized")
-        conn.send_error(ErrorCode.MESSAGE_TOO_LARGE, f"Frames are limited to {max_bytes} bytes.")
-        return None
-    if bucket is not None and not bucket.take():
-        metrics.RATE_LIMITED.labels(endpoint, "connection").inc()
-        metrics.frame_in(endpoint, "rate_limited")
-        if bucket.abusive:
-            conn.close(CloseCode.RATE_LIMIT_ABUSE, ErrorCode.RATE_LIMITED, "Too many frames; closing.")
-        else:
-            # The `id` still comes back, so the client knows which request to send again.
-            conn.send_error(ErrorCode.RATE_LIMITED, "Too many frames; slow down.", frame_id_of(text))
-        return None
-    return text
+    return len(payload) > limit or (len(payload) * 4 > limit and len(payload.encode("utf-8", "surrogatepass")) > limit)
 
 
 def parse(conn: Connection, handlers: dict[str, Handler], text: str) -> tuple[Handler, Any, Any] | None:

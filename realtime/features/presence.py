@@ -17,12 +17,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from realtime import groups
-from realtime.connection import Connection
+from realtime.connection import Connection, ConnectionUser
 from realtime.hub import Hub, local_hub
 from realtime.outages import REDIS, outages
 from realtime.outbound import broadcast_to_channel, build_event
 from realtime.runtime import Runtime
-from realtime.store import Store, get_store
+from realtime.store import PresenceChange, Store, get_store
 
 logger = logging.getLogger(__name__)
 
@@ -145,42 +145,50 @@ class PresenceTracker:
         self.strays: dict[str, str] = {}  # entries found for connections we do not hold
         self.confirmed = False  # the last reconciliation succeeded
 
-    async def opened(self, conn: Connection) -> None:
-        """Record an opened connection; announce `online` when it is the user's first anywhere."""
-        user = conn.user
-        if user is None:
-            return
+    async def admit(
+        self, *, connection_id: str, user: ConnectionUser, endpoint: str, cap: int
+    ) -> PresenceChange | None:
+        """Record a connection about to open, within the user's cap across the cluster (checked
+        and recorded in one atomic step in the store). None: the store failed; the connection
+        is recorded when it answers again, and meanwhile the cap holds on this instance only."""
         try:
-            change = await self.store.connection_opened(
-                user_id=user.id, connection_id=conn.id, endpoint=conn.endpoint, instance_id=self.instance_id
+            return await self.store.connection_opened(
+                user_id=user.id, connection_id=connection_id, endpoint=endpoint, instance_id=self.instance_id, cap=cap
             )
         except Exception as exc:
             outages.failed(REDIS, exc)
-            self.unconfirmed_opens.add(conn.id)
-            return
-        if change.first:
-            await announce_status(
-                user_id=user.id,
-                username=user.username,
-                status="online",
-                guild_id=user.guild_id,
-                party_id=user.party_id,
-                sole_connection=conn,
-            )
+        local = len(self.hub.user_connections(user.id))
+        if cap and local >= cap:
+            return PresenceChange(user.id, local, admitted=False)
+        self.unconfirmed_opens.add(connection_id)
+        return None
 
-    async def closed(self, conn: Connection) -> None:
-        """Record a closed connection; announce `offline` when it was the user's last anywhere."""
+    async def opened(self, conn: Connection, change: PresenceChange | None) -> None:
+        """The connection is open: announce `online` when it is the user's first anywhere."""
         user = conn.user
+        if user is None or change is None or not change.first:
+            return
+        await announce_status(
+            user_id=user.id,
+            username=user.username,
+            status="online",
+            guild_id=user.guild_id,
+            party_id=user.party_id,
+            sole_connection=conn,
+        )
+
+    async def closed(self, *, connection_id: str, user: ConnectionUser | None) -> None:
+        """Record a closed connection; announce `offline` when it was the user's last anywhere."""
         if user is None:
             return
         try:
             change = await self.store.connection_closed(
-                user_id=user.id, connection_id=conn.id, instance_id=self.instance_id
+                user_id=user.id, connection_id=connection_id, instance_id=self.instance_id
             )
         except Exception as exc:
             outages.failed(REDIS, exc)
-            self.unconfirmed_opens.discard(conn.id)
-            self.unconfirmed_closes[conn.id] = user.id
+            self.unconfirmed_opens.discard(connection_id)
+            self.unconfirmed_closes[connection_id] = user.id
             return
         if change.last:
             await announce_status(

@@ -2,7 +2,7 @@
 
 from realtime.models.chat import ChatMessage, ModerationAction
 from realtime.models.combat import CombatLogEntry, CombatParticipant, CombatSession, PlayerCombatStats
-from realtime.models.operations import OutboxMessage
+from realtime.models.operations import OutboxMessage, Publication
 from realtime.models.registry import Connection, Instance, PendingDelivery
 from realtime.models.world import Zone
 
@@ -17,5 +17,6 @@ __all__ = [
     "OutboxMessage",
     "PendingDelivery",
     "PlayerCombatStats",
+    "Publication",
     "Zone",
 ]

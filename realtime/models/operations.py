@@ -25,3 +25,19 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.group} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Publication(models.Model):
+    """An event published through `POST /api/v1/websocket/publish` (docs/protocol.md §8).
+
+    Nothing is stored: the model exists to carry the permission the route needs, so operators
+    grant it to staff accounts (or groups) in the admin like any other.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("publish_event", "Can publish events to players (the publish API)")]
+
+    def __str__(self) -> str:
+        return "publication"

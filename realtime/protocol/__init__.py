@@ -100,12 +100,12 @@ def encode(frame: dict[str, Any]) -> str:
         return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def decode(text: str) -> Any:
+def decode(text: bytes | str) -> Any:
     """Parse client JSON. orjson refuses NaN/Infinity and nesting deeper than 1024 levels."""
     return orjson.loads(text)
 
 
-def exact_frame_id(text: str, value: Any) -> Any:
+def exact_frame_id(text: bytes | str, value: Any) -> Any:
     """orjson reads integers wider than 64 bits as floats; §2 allows any integer `id` of up to
     64 digits, so re-read such an `id` exactly (rare: only when the parsed `id` is a float)."""
     if not isinstance(value, float):
@@ -170,6 +170,18 @@ EVENT_ENDPOINTS: dict[str, frozenset[str]] = {
 }
 
 ENDPOINTS = ("game", "chat", "combat", "world")
+
+# Every message type the protocol defines, client frames and server frames alike.
+PROTOCOL_TYPES = frozenset(EVENT_ENDPOINTS) | {
+    "connection_established", "error", "ping", "pong", "ack", "token_refresh", "token_refreshed",
+    "resume", "resumed", "set_status", "history_request", "history", "moderation", "moderation_notice",
+    "membership_changed", "invitation", "combat_start", "combat_action", "combat_state_request",
+    "zone_change", "zone_changed", "player_movement", "nearby_players_request", "nearby_players",
+}  # fmt: skip
+# What the publish API may send of them (docs/protocol.md §8); the others are the server's own,
+# and so are the fields a client trusts to come from the server alone.
+PUBLISHABLE_TYPES = frozenset({"system_announcement", "game_state", "achievement", "world_event"})
+RESERVED_FIELDS = frozenset({"id", "stream", "offset", "epoch"})
 
 
 def endpoints_for(event_type: str) -> frozenset[str] | None:

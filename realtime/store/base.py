@@ -18,6 +18,7 @@ class PresenceChange:
 
     user_id: str
     connections: int  # the user's connections across the cluster after the change
+    admitted: bool = True  # False: the user already had `cap` connections; nothing was recorded
 
     @property
     def first(self) -> bool:
@@ -78,8 +79,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def connection_opened(
-        self, *, user_id: str, connection_id: str, endpoint: str, instance_id: str
-    ) -> PresenceChange: ...
+        self, *, user_id: str, connection_id: str, endpoint: str, instance_id: str, cap: int = 0
+    ) -> PresenceChange:
+        """Record a connection, in one atomic step with the per-user cap: with `cap` > 0 and the
+        user already holding `cap` connections across the cluster, nothing is recorded and the
+        change says `admitted=False`."""
 
     @abc.abstractmethod
     async def connection_closed(self, *, user_id: str, connection_id: str, instance_id: str) -> PresenceChange: ...

@@ -34,8 +34,10 @@ class MemoryStore(Store):
         self._positions: dict[str, _Held] = {}  # user -> position
         self._cells: dict[tuple[str, int, int], set[str]] = {}  # (zone, cx, cy) -> users
 
-    async def connection_opened(self, *, user_id, connection_id, endpoint, instance_id) -> PresenceChange:
+    async def connection_opened(self, *, user_id, connection_id, endpoint, instance_id, cap=0) -> PresenceChange:
         conns = self._presence.setdefault(user_id, {})
+        if cap and len(conns) >= cap and connection_id not in conns:
+            return PresenceChange(user_id, len(conns), admitted=False)
         conns[connection_id] = (instance_id, endpoint)
         self._instance_conns.setdefault(instance_id, {})[connection_id] = user_id
         return PresenceChange(user_id, len(conns))

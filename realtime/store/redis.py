@@ -83,12 +83,14 @@ class RedisStore(Store):
 
     # --- presence ------------------------------------------------------------------------------
 
-    async def connection_opened(self, *, user_id, connection_id, endpoint, instance_id) -> PresenceChange:
-        count = await self._open(
-            keys=[f"{PREFIX}presence:{user_id}", f"{PREFIX}instance-conns:{instance_id}"],
-            args=[connection_id, f"{instance_id}|{endpoint}", user_id],
+    async def connection_opened(self, *, user_id, connection_id, endpoint, instance_id, cap=0) -> PresenceChange:
+        count = int(
+            await self._open(
+                keys=[f"{PREFIX}presence:{user_id}", f"{PREFIX}instance-conns:{instance_id}"],
+                args=[connection_id, f"{instance_id}|{endpoint}", user_id, int(cap)],
+            )
         )
-        return PresenceChange(user_id, int(count))
+        return PresenceChange(user_id, abs(count), admitted=count > 0)
 
     async def connection_closed(self, *, user_id, connection_id, instance_id) -> PresenceChange:
         count = await self._close(

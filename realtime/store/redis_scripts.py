@@ -4,7 +4,12 @@ Keys are those listed in `redis.py`; every script takes the key prefix as an arg
 computes keys from others (which is why Redis Cluster is not supported; Sentinel is).
 """
 
+# KEYS[1] presence:<user>, KEYS[2] instance-conns:<instance>; ARGV: connection, "<instance>|<endpoint>",
+# user, cap (0: none). Returns the user's connection count, negated when the cap refused it.
 OPEN = """
+local count = redis.call('HLEN', KEYS[1])
+local cap = tonumber(ARGV[4])
+if cap > 0 and count >= cap and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -count end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return redis.call('HLEN', KEYS[1])

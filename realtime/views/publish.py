@@ -19,11 +19,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from realtime.features import publish
-from realtime.protocol import encode, now_iso
+from realtime.protocol import PROTOCOL_TYPES, PUBLISHABLE_TYPES, RESERVED_FIELDS, encode, now_iso
 
-# Types whose meaning the protocol fixes for the connection itself: a published copy would
-# confuse clients (a fake handshake, a fake error for a request, heartbeat frames).
-RESERVED_TYPES = frozenset({"connection_established", "error", "ping", "pong"})
+# The server's own types: a published copy would let anyone with the route speak as the server
+# (a chat message "from alice", a fake ban notice, a fake handshake or error).
+RESERVED_TYPES = PROTOCOL_TYPES - PUBLISHABLE_TYPES
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # The layer may hang (Redis frozen): the request thread must not.
 PUBLISH_TIMEOUT = 5.0
@@ -47,9 +47,16 @@ class PublishSerializer(serializers.Serializer):
                 "'type' must be a string of lowercase letters, digits and '_' (at most 64), starting with a letter."
             )
         if event_type in RESERVED_TYPES:
-            raise serializers.ValidationError(f"'{event_type}' is reserved by the protocol and cannot be published.")
-        if "id" in message:
-            raise serializers.ValidationError("'id' is reserved for replies to client frames; events carry none.")
+            allowed = ", ".join(sorted(PUBLISHABLE_TYPES))
+            raise serializers.ValidationError(
+                f"'{event_type}' is the server's own type and cannot be published; the protocol's types that "
+                f"can are {allowed}, besides types of your own."
+            )
+        reserved = sorted(RESERVED_FIELDS & message.keys())
+        if reserved:
+            raise serializers.ValidationError(
+                f"{', '.join(repr(name) for name in reserved)}: set by the server only (replies and stream positions)."
+            )
         size = len(encode({**message, "timestamp": now_iso()}).encode())
         if size > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
             raise serializers.ValidationError(
@@ -66,10 +73,19 @@ async def _publish(target: str, message: dict[str, Any]) -> str:
     return await asyncio.wait_for(publish.publish(target, message), PUBLISH_TIMEOUT)
 
 
-class PublishView(APIView):
-    """Staff only: anonymous callers get 401, other users 403."""
+class CanPublish(IsAdminUser):
+    """Staff with the `realtime.publish_event` permission (superusers have every permission)."""
 
-    permission_classes = [IsAdminUser]
+    message = "Publishing needs a staff account with the 'realtime.publish_event' permission."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return super().has_permission(request, view) and request.user.has_perm("realtime.publish_event")
+
+
+class PublishView(APIView):
+    """Anonymous callers get 401; other users, and staff without the permission, 403."""
+
+    permission_classes = [CanPublish]
 
     def post(self, request: Request) -> Response:
         if not isinstance(request.data, dict):

@@ -26,6 +26,7 @@ from playwright.async_api import Page, expect
 from tests.browser.conftest import eventually, start_server, stop_server
 from tests.support.cluster import ROOT, WsClient
 from tests.support.db import db
+from tests.support.users import allow_publishing
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -132,8 +133,9 @@ async def login(server, username: str) -> str:
 
 
 async def staff_token(server) -> str:
-    await asyncio.to_thread(server.register, "gamemaster")
+    user_id, _ = await asyncio.to_thread(server.register, "gamemaster")
     await db(get_user_model().objects.filter(username="gamemaster").update)(is_staff=True)
+    await db(allow_publishing)(user_id)
     return await login(server, "gamemaster")
 
 

@@ -99,7 +99,7 @@ POST guild_join        401        200    200        200     401      200        
 POST party_leave       401        409    409        409     401      409           409
 GET health             200        200    200        200     200      200           200
 GET metrics_json       401        403    403        403     401      200           200
-POST publish           401        403    403        403     401      202           202
+POST publish           401        403    403        403     401      403           202
 GET prometheus         200        200    200        200     200      200           200
 GET admin_connections  login      login  login      login   login    403           200
 POST admin_announce    login      login  login      login   login    403           302

@@ -262,8 +262,8 @@ async def test_activity_keeps_connection_open(fast_realtime):
 async def test_token_expiry_closes_open_connection(fast_realtime):
     fast_realtime.WEBSOCKET_CONNECTION_TIMEOUT = 30
     user = await db(make_user)()
-    client = await connect("/ws/chat", access_token(user, lifetime=timedelta(seconds=1)))
-    error = await client.recv_type("error", timeout=3)
+    client = await connect("/ws/chat", access_token(user, lifetime=timedelta(seconds=2)))
+    error = await client.recv_type("error", timeout=5)
     assert error["code"] == "token_expired"
     assert await client.expect_close() == CloseCode.UNAUTHORIZED
 

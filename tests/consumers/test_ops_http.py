@@ -20,7 +20,7 @@ from realtime.layers import EmbeddedChannelLayer
 from realtime.views import publish as publish_module
 from tests.support.communicator import connect
 from tests.support.db import db
-from tests.support.users import access_token, make_user
+from tests.support.users import access_token, make_publisher, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +43,8 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def staff_headers() -> dict[str, str]:
-    return bearer(access_token(await db(make_user)(is_staff=True)))
+    """A staff account allowed to publish (the publish route's permission)."""
+    return bearer(access_token(await db(make_publisher)()))
 
 
 # --- health ------------------------------------------------------------------------------------
@@ -358,8 +359,8 @@ async def test_publish_reaches_every_target():
     assert (await world.recv_type("world_event"))["event"] == "dragon_spawn"
     await send(f"guild:{guild.pk}", {"type": "game_state", "key": "guild", "value": 2})
     assert (await game.recv_type("game_state"))["key"] == "guild"
-    await send(f"guild:{guild.pk}", {"type": "chat_message", "content": "guild news", "channel": "guild"})
-    assert (await chat.recv_type("chat_message"))["content"] == "guild news"
+    await send(f"guild:{guild.pk}", {"type": "guild_news", "text": "guild news"})
+    assert (await game.recv_type("guild_news"))["text"] == "guild news"
     await send(f"party:{party.pk}", {"type": "game_state", "key": "party", "value": 3})
     assert (await game.recv_type("game_state"))["key"] == "party"
     body = await send(f"user:{member.pk}", {"type": "achievement", "user_id": str(member.pk), "achievement": "a1"})
@@ -372,6 +373,36 @@ async def test_publish_reaches_every_target():
     assert body["delivery"] == "stored"
     for client in (game, chat, world, anonymous_game, outsider_chat):
         await client.close()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "chat_message", "user": "alice", "content": "send me your password", "channel": "global"},
+        {"type": "moderation_event", "action": "ban", "user_id": str(uuid.uuid4())},
+        {"type": "player_movement", "x": 1, "y": 1, "zone": "starter_town"},
+        {"type": "combat_state", "status": "victory"},
+        {"type": "player_status", "status": "online"},
+        {"type": "invitation", "kind": "guild"},
+        {"type": "notice", "stream": "game", "offset": 99, "epoch": "x"},
+    ],
+)
+async def test_the_servers_own_types_and_fields_cannot_be_published(message):
+    client = await connect("/ws/chat", access_token(await db(make_user)()))
+    response = await publish({"target": "chat", "message": message}, await staff_headers())
+    assert response.status_code == 400, response.content
+    assert await client.nothing(0.2)
+    await client.close()
+
+
+async def test_publishing_needs_the_permission_even_for_staff():
+    body = {"target": "game", "message": {"type": "game_state", "key": "k", "value": 1}}
+    plain_staff = bearer(access_token(await db(make_user)(is_staff=True)))
+    refused = await publish(body, plain_staff)
+    assert refused.status_code == 403 and "realtime.publish_event" in refused.content.decode()
+    superuser = bearer(access_token(await db(make_user)(is_staff=True, is_superuser=True)))
+    assert (await publish(body, superuser)).status_code == 202
+    assert (await publish(body, await staff_headers())).status_code == 202
 
 
 async def test_publish_overwrites_a_given_timestamp():

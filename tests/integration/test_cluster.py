@@ -7,27 +7,17 @@ import asyncio
 
 import pytest
 
-from accounts.models import User
 from realtime.models import Connection
 from tests.support.cluster import WsClient
 from tests.support.db import db
+from tests.support.faults import staff_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-async def staff_token(server, name):
-
-    user_id, _ = await asyncio.to_thread(server.register, name)
-    await db(User.objects.filter(pk=user_id).update)(is_staff=True)
-    status, tokens = await asyncio.to_thread(
-        server.request, "POST", "/api/v1/auth/token/", {"username": name, "password": "correct-horse-battery-staple"}
-    )
-    return tokens["access"]
-
-
 async def test_publish_on_one_instance_reaches_the_other(cluster, unique):
     a, b = cluster[0], cluster[1]
-    token = await staff_token(a, unique("staff"))
+    token = (await staff_token(a, unique("staff")))[1]
     watchers = [await WsClient.open(f"{b.ws}/ws/game"), await WsClient.open(f"{a.ws}/ws/game")]
     status, body = await asyncio.to_thread(
         a.request,
@@ -45,7 +35,7 @@ async def test_publish_on_one_instance_reaches_the_other(cluster, unique):
 
 async def test_personal_message_reaches_every_connection_of_the_user(cluster, unique):
     a, b = cluster[0], cluster[1]
-    staff = await staff_token(a, unique("staff"))
+    staff = (await staff_token(a, unique("staff")))[1]
     user_id, token = await asyncio.to_thread(b.register, unique("p"))
     on_a = await WsClient.open(f"{a.ws}/ws/game", token)
     on_b = await WsClient.open(f"{b.ws}/ws/game", token)
@@ -67,7 +57,7 @@ async def test_personal_message_reaches_every_connection_of_the_user(cluster, un
 
 async def test_offline_personal_event_is_delivered_once_on_next_connection(cluster, unique):
     a, b = cluster[0], cluster[1]
-    staff = await staff_token(a, unique("staff"))
+    staff = (await staff_token(a, unique("staff")))[1]
     user_id, token = await asyncio.to_thread(b.register, unique("p"))
     for n in range(3):
         status, body = await asyncio.to_thread(

@@ -7,22 +7,10 @@ import asyncio
 
 import pytest
 
-from accounts.models import User
 from tests.support.cluster import WsClient
-from tests.support.db import db
+from tests.support.faults import staff_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-async def staff_token(server, name):
-
-    await asyncio.to_thread(server.register, name)
-    await db(User.objects.filter(username=name).update)(is_staff=True)
-    status, tokens = await asyncio.to_thread(
-        server.request, "POST", "/api/v1/auth/token/", {"username": name, "password": "correct-horse-battery-staple"}
-    )
-    assert status == 200
-    return tokens["access"]
 
 
 async def publish(server, token, target, message):
@@ -98,7 +86,7 @@ async def test_set_status_reaches_guild_and_own_connections_on_every_instance(cl
 
 async def test_achievement_reaches_user_and_guild_once_each_across_instances(cluster, unique):
     a, b = cluster[0], cluster[1]
-    staff = await staff_token(a, unique("staff"))
+    staff = (await staff_token(a, unique("staff")))[1]
     (me_id, me_token), (_, mate_token) = await guild_of(a, [unique("h"), unique("k")])
     mine_a = await WsClient.open(f"{a.ws}/ws/game", me_token)
     mine_b = await WsClient.open(f"{b.ws}/ws/game", me_token)
@@ -116,7 +104,7 @@ async def test_achievement_reaches_user_and_guild_once_each_across_instances(clu
 
 async def test_announcements_and_game_state_reach_everyone_and_bad_ones_are_refused(cluster, unique):
     a, b = cluster[0], cluster[1]
-    staff = await staff_token(b, unique("staff"))
+    staff = (await staff_token(b, unique("staff")))[1]
     _, token = await asyncio.to_thread(a.register, unique("p"))
     clients = [await WsClient.open(f"{a.ws}/ws/game"), await WsClient.open(f"{b.ws}/ws/game", token)]
     status, body = await publish(b, staff, "game", {"type": "system_announcement", "message": "x", "level": "loud"})

@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from accounts.models import User
 from tests.support.cluster import WsClient
 from tests.support.db import db
+from tests.support.faults import staff_token
 from tests.support.world import create_default_zones
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -20,17 +20,6 @@ TOWN, FOREST = "starter_town", "dark_forest"
 @pytest.fixture(autouse=True)
 async def zones():
     await db(create_default_zones)()
-
-
-async def staff_token(server, name):
-
-    await asyncio.to_thread(server.register, name)
-    await db(User.objects.filter(username=name).update)(is_staff=True)
-    status, tokens = await asyncio.to_thread(
-        server.request, "POST", "/api/v1/auth/token/", {"username": name, "password": "correct-horse-battery-staple"}
-    )
-    assert status == 200
-    return tokens["access"]
 
 
 async def player(server, name):
@@ -145,7 +134,7 @@ async def test_zone_change_tells_both_zones_on_both_instances(cluster, unique):
 
 async def test_world_events_through_the_publish_route(cluster, unique):
     a, b = cluster[0], cluster[1]
-    staff = await staff_token(a, unique("staff"))
+    staff = (await staff_token(a, unique("staff")))[1]
     forest_b = await watcher(b, 1000, 1000, FOREST)
     town_a = await watcher(a, 500, 500)
     status, body = await asyncio.to_thread(

@@ -22,6 +22,7 @@ import redis
 from accounts.models import User
 from tests.support.cluster import ServerProcess, free_port
 from tests.support.db import db
+from tests.support.users import allow_publishing
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -59,9 +60,11 @@ async def until_health(server: ServerProcess, status: int, timeout: float = 20.0
 
 
 async def staff_token(server: ServerProcess, name: str, **flags: Any) -> tuple[str, str]:
-    """Register a user, give it `flags` (default is_staff=True); returns (user_id, access)."""
+    """Register a user, give it `flags` (default: staff allowed to publish); returns (user_id, access)."""
     user_id, _ = await asyncio.to_thread(server.register, name)
     await db(User.objects.filter(pk=user_id).update)(**(flags or {"is_staff": True}))
+    if not flags:
+        await db(allow_publishing)(user_id)
     status, tokens = await asyncio.to_thread(
         server.request, "POST", "/api/v1/auth/token/", {"username": name, "password": PASSWORD}
     )

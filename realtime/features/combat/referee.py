@@ -321,3 +321,22 @@ def disconnect(*, user_id: str) -> str | None:
 def connected_players() -> list[tuple[str, str]]:
     rows = CombatParticipant.objects.filter(active=True, connected=True).values_list("session_id", "user_id")
     return [(str(s), str(u)) for s, u in rows]
+
+
+# --- retention -----------------------------------------------------------------------------------
+
+PRUNE_BATCH = 1000  # sessions per DELETE (their participants and log go with them)
+
+
+def history_prune(*, older_than_days: float) -> int:
+    """Delete fights that ended more than `older_than_days` ago, with their log; running fights
+    are never touched. Returns how many fights were deleted."""
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    total = 0
+    while True:
+        ended = CombatSession.objects.exclude(status=ACTIVE).filter(ended_at__lt=cutoff)
+        ids = list(ended.values_list("pk", flat=True)[:PRUNE_BATCH])
+        if not ids:
+            return total
+        CombatSession.objects.filter(pk__in=ids).delete()
+        total += len(ids)

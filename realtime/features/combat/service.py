@@ -18,8 +18,9 @@ from dataclasses import replace
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
-from realtime import groups
+from realtime import groups, metrics
 from realtime.connection import Connection
 from realtime.features.combat import engine, referee
 from realtime.features.combat.frames import participant_event
@@ -27,9 +28,11 @@ from realtime.features.combat.referee import Outcome
 from realtime.features.combat.timers import SWEEP_BATCH, TurnTimers, sweep_interval
 from realtime.features.offline import send_personal
 from realtime.features.presence import endpoint_connections
+from realtime.outages import REDIS, outages
 from realtime.outbound import broadcast_to_channel, send_control
 from realtime.protocol import ErrorCode, ProtocolError
 from realtime.runtime import Runtime, current_runtime
+from realtime.store import get_store
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,8 @@ COMBAT = frozenset({"combat"})
 # How long a start waits for the participants' connections to join the session group before it
 # sends the first frames (their instances subscribe to the group; normally a few milliseconds).
 JOIN_WAIT_SECONDS = 2.0
+# COMBAT_START_RATE_LIMIT counts fights started per user in windows of this length.
+START_RATE_WINDOW_SECONDS = 60.0
 # The hub observer that notes the round of every `combat_state` shown on this instance.
 ROUNDS_OBSERVER = "combat_rounds"
 
@@ -83,6 +88,18 @@ async def _connected_among(user_ids: Iterable[str]) -> set[str] | None:
         if count:
             connected.add(user_id)
     return connected
+
+
+async def _within_start_limit(user_id: str) -> bool:
+    """`COMBAT_START_RATE_LIMIT` fights per user per minute, across connections and instances."""
+    limit = settings.COMBAT_START_RATE_LIMIT
+    if limit <= 0:
+        return True
+    try:
+        return await get_store().hit(f"combat-start:{user_id}", limit, START_RATE_WINDOW_SECONDS)
+    except Exception as exc:  # fail open: a fight still needs the database, which limits it too
+        outages.failed(REDIS, exc)
+        return True
 
 
 # --- publishing ---------------------------------------------------------------------------------
@@ -150,6 +167,14 @@ async def combat_session_start(*, user_id: str, monsters: list[str], with_party:
     unknown = engine.unknown_monsters(monsters)
     if unknown:
         raise ProtocolError(ErrorCode.NOT_FOUND, "Unknown monster.", monster=unknown[0][:32])
+    if not await _within_start_limit(user_id):
+        metrics.RATE_LIMITED.labels("combat", "combat_start").inc()
+        raise ProtocolError(
+            ErrorCode.RATE_LIMITED,
+            "Too many fights started; wait a little.",
+            limit=settings.COMBAT_START_RATE_LIMIT,
+            window_seconds=int(START_RATE_WINDOW_SECONDS),
+        )
     members: list[str] = []
     if with_party:
         # Only party members connected to /ws/combat right now are pulled into the fight.

@@ -33,6 +33,17 @@ def _player(conn: Connection) -> ConnectionUser:
     return conn.user
 
 
+def _too_many_moves() -> ProtocolError:
+    """Moves and zone changes share one per-user limit (docs/protocol.md §3)."""
+    metrics.RATE_LIMITED.labels("world", "movement").inc()
+    return ProtocolError(
+        ErrorCode.RATE_LIMITED,
+        "Too many moves; slow down.",
+        limit=settings.WORLD_MOVE_RATE_LIMIT,
+        window_seconds=settings.WORLD_MOVE_RATE_WINDOW,
+    )
+
+
 def _not_found(name: str) -> ProtocolError:
     return ProtocolError(ErrorCode.NOT_FOUND, "No such zone.", zone=name)
 
@@ -63,6 +74,10 @@ async def zone_change(
         return view, await runtime.store.positions_near(zone.name, view.x, view.y, r, r)
 
     user = _player(conn)
+    # Every entry is announced to the watchers around it: it counts as a move (the same limit).
+    limit = settings.WORLD_MOVE_RATE_LIMIT
+    if limit and not await runtime.store.hit(f"move:{user.id}", limit, settings.WORLD_MOVE_RATE_WINDOW):
+        raise _too_many_moves()
     view = view_at(zone.name, zone.spawn_x, zone.spawn_y, player=True)
     # Watch first, then place: a move nearby is either in the snapshot below or arrives after.
     await views.watch(conn, view)
@@ -118,13 +133,7 @@ async def player_move(*, runtime: Runtime, conn: Connection, zone_name: str, x: 
         outcome = await _position_move(runtime, conn, zone.name, x, y)
     status = outcome.status
     if status is MoveStatus.RATE_LIMITED:
-        metrics.RATE_LIMITED.labels("world", "movement").inc()
-        raise ProtocolError(
-            ErrorCode.RATE_LIMITED,
-            "Too many moves; slow down.",
-            limit=settings.WORLD_MOVE_RATE_LIMIT,
-            window_seconds=settings.WORLD_MOVE_RATE_WINDOW,
-        )
+        raise _too_many_moves()
     if status in (MoveStatus.NOT_OWNER, MoveStatus.NOT_IN_ZONE):
         # Another connection of this user entered a zone since: this one only watches now.
         views.demote(conn)
