@@ -125,8 +125,17 @@ class Connection:
 
     # --- closing -----------------------------------------------------------------------------
 
-    def close(self, code: int, error_code: ErrorCode | None = None, message: str | None = None) -> None:
-        """Close from synchronous code (hub, housekeeping, controls): error frame first, then the code."""
+    def close(
+        self,
+        code: int,
+        error_code: ErrorCode | None = None,
+        message: str | None = None,
+        *,
+        abort_after: float | None = None,
+    ) -> None:
+        """Close from synchronous code (hub, housekeeping, controls): error frame first, then the
+        code. `abort_after` (a client closed for abuse): read nothing more from it, and drop the
+        socket that many seconds later if it has not gone."""
         if self.closing:
             return
         if error_code is not None:
@@ -134,6 +143,9 @@ class Connection:
         self.closing = True
         metrics.CLOSES.labels(self.endpoint, str(int(code))).inc()
         self.transport.close_now(int(code))
+        if abort_after is not None:
+            self.transport.stop_reading()
+            asyncio.get_running_loop().call_later(abort_after, self.transport.abort)
 
     def close_slow(self) -> None:
         """The client stopped reading: close with 4413, and drop the socket if even that is not read."""

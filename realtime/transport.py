@@ -54,6 +54,9 @@ class Transport(Protocol):
     def abort(self) -> None:
         """Drop the connection now (a client too slow to even read a close frame)."""
 
+    def stop_reading(self) -> None:
+        """Read nothing more from the client (closed for abuse: its flood costs nothing more)."""
+
     def pending_bytes(self) -> int: ...
 
     def gate_arrivals(self, gate: ArrivalGate) -> bool:
@@ -184,6 +187,11 @@ class DaphneTransport:
         if tcp is not None:
             tcp.abortConnection()
 
+    def stop_reading(self) -> None:
+        tcp = getattr(self._protocol, "transport", None)
+        if tcp is not None and getattr(tcp, "connected", False):
+            tcp.pauseProducing()  # the kernel's window fills and the client's sends block
+
     def gate_arrivals(self, gate: ArrivalGate) -> bool:
         """daphne puts every frame on the application's queue without bound as autobahn hands it
         over (`WebSocketProtocol.onMessage`); this runs `gate` first, in the same reactor
@@ -251,6 +259,9 @@ class QueuedTransport:
 
     def pending_bytes(self) -> int:
         return self._queued_bytes
+
+    def stop_reading(self) -> None:
+        return None  # the ASGI server reads; frames of a closing connection are dropped unhandled
 
     def gate_arrivals(self, gate: ArrivalGate) -> bool:
         return False  # the ASGI server queues frames where this transport cannot see them

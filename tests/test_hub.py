@@ -52,6 +52,9 @@ class RecordingTransport:
     def abort(self) -> None:
         self.aborted = True
 
+    def stop_reading(self) -> None:
+        return None
+
     def pending_bytes(self) -> int:
         return 0
 

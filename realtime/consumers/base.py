@@ -163,6 +163,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
             TokenBucket(*limits) if limits else None,
             max_bytes=settings.WEBSOCKET_MAX_MESSAGE_BYTES,
             max_queued=settings.WEBSOCKET_MAX_QUEUED_FRAMES,
+            max_queued_bytes=settings.WEBSOCKET_MAX_QUEUED_BYTES,
         )
         self._gated_on_arrival = conn.transport.gate_arrivals(self._gate)
         # Every log line of this connection's task names it (LOG_FORMAT=json: separate fields).
@@ -208,7 +209,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
         if conn is None or gate is None or conn.closing:
             return
         text = message.get("text")
-        if not self._gated_on_arrival and not gate(text):
+        if self._gated_on_arrival:
+            gate.taken()
+        elif not gate(text):
             return
         assert text is not None  # binary frames never pass the gate
         parsed = pipeline.parse(conn, self.handlers, text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,10 @@ from realtime.protocol import (
 from realtime.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
+
+# A client closed for abuse that keeps sending is dropped after this long: reading its flood to
+# the end of the closing handshake would cost the instance as much as serving it.
+ABUSE_ABORT_SECONDS = 1.0
 
 # Errors from backing services that the client should see as "try again", not as a crash.
 UNAVAILABLE_ERRORS = (
@@ -91,13 +96,24 @@ class InboundGate:
     `max_queued` frames waiting; elsewhere it runs when the frame is processed.
     """
 
-    __slots__ = ("bucket", "conn", "max_bytes", "max_queued")
+    __slots__ = ("bucket", "conn", "max_bytes", "max_queued", "max_queued_bytes", "queued_bytes", "sizes")
 
-    def __init__(self, conn: Connection, bucket: TokenBucket | None, *, max_bytes: int, max_queued: int) -> None:
+    def __init__(
+        self, conn: Connection, bucket: TokenBucket | None, *, max_bytes: int, max_queued: int, max_queued_bytes: int
+    ) -> None:
         self.conn = conn
         self.bucket = bucket
         self.max_bytes = max_bytes
         self.max_queued = max_queued
+        self.max_queued_bytes = max_queued_bytes
+        # Sizes of the admitted frames still waiting, oldest first (frames are handled in order).
+        self.sizes: deque[int] = deque()
+        self.queued_bytes = 0
+
+    def taken(self) -> None:
+        """The oldest admitted frame is being handled: it no longer counts as waiting."""
+        if self.sizes:
+            self.queued_bytes -= self.sizes.popleft()
 
     def __call__(self, payload: bytes | str | None, binary: bool = False, queued: int = 0) -> bool:
         """Admit a frame (True), or answer and drop it (False)."""
@@ -120,20 +136,31 @@ class InboundGate:
             metrics.RATE_LIMITED.labels(endpoint, "connection").inc()
             metrics.frame_in(endpoint, "rate_limited")
             if bucket.abusive:
-                conn.close(CloseCode.RATE_LIMIT_ABUSE, ErrorCode.RATE_LIMITED, "Too many frames; closing.")
+                conn.close(
+                    CloseCode.RATE_LIMIT_ABUSE,
+                    ErrorCode.RATE_LIMITED,
+                    "Too many frames; closing.",
+                    abort_after=ABUSE_ABORT_SECONDS,
+                )
             else:
                 # The `id` still comes back, so the client knows which request to send again.
                 conn.send_error(ErrorCode.RATE_LIMITED, "Too many frames; slow down.", frame_id_of(payload))
             return False
-        if self.max_queued and queued >= self.max_queued:
+        size = len(payload)
+        if (self.max_queued and queued >= self.max_queued) or (
+            self.max_queued_bytes and self.queued_bytes + size > self.max_queued_bytes
+        ):
             metrics.RATE_LIMITED.labels(endpoint, "backlog").inc()
             metrics.frame_in(endpoint, "rate_limited")
             conn.close(
                 CloseCode.RATE_LIMIT_ABUSE,
                 ErrorCode.RATE_LIMITED,
-                f"More than {self.max_queued} frames waiting to be handled; closing.",
+                "Too many frames waiting to be handled; closing.",
+                abort_after=ABUSE_ABORT_SECONDS,
             )
             return False
+        self.sizes.append(size)
+        self.queued_bytes += size
         return True
 
 

@@ -221,9 +221,11 @@ WEBSOCKET_SEND_BUFFER_BYTES = env.int_or_raw("WEBSOCKET_SEND_BUFFER_BYTES", defa
 WEBSOCKET_MAX_CONNECTIONS_PER_USER = env.int_or_raw("WEBSOCKET_MAX_CONNECTIONS_PER_USER", default=20)
 WEBSOCKET_MAX_CONNECTIONS_PER_IP = env.int_or_raw("WEBSOCKET_MAX_CONNECTIONS_PER_IP", default=0)
 WEBSOCKET_MAX_ANONYMOUS_PER_IP = env.int_or_raw("WEBSOCKET_MAX_ANONYMOUS_PER_IP", default=50)
-# Client frames one connection may have waiting to be handled (0: unbounded); past it: 4429.
-# 16 frames of at most WEBSOCKET_MAX_MESSAGE_BYTES bound what a client can make an instance hold.
-WEBSOCKET_MAX_QUEUED_FRAMES = env.int_or_raw("WEBSOCKET_MAX_QUEUED_FRAMES", default=16)
+# Client frames one connection may have waiting to be handled, and their bytes (0: unbounded);
+# past either: 4429. The count is above the rate limit's burst, so a client within its rate is
+# never closed for it; the bytes bound what one connection can make an instance hold.
+WEBSOCKET_MAX_QUEUED_FRAMES = env.int_or_raw("WEBSOCKET_MAX_QUEUED_FRAMES", default=64)
+WEBSOCKET_MAX_QUEUED_BYTES = env.int_or_raw("WEBSOCKET_MAX_QUEUED_BYTES", default=256 * 1024)
 # How often buffered registry changes (new/closed connections, activity) reach the database.
 WEBSOCKET_REGISTRY_FLUSH_INTERVAL = env.float_or_raw("WEBSOCKET_REGISTRY_FLUSH_INTERVAL", default=2.0)
 # Embedded default only (no Redis): how often the server picks up sends of other processes.
