@@ -259,7 +259,13 @@ export class RealtimeClient {
     const delay = token ? renewalDelayMs(token, this.options.tokenRefreshLeadMs) : null;
     this._renewAt = delay === null ? Infinity : Date.now() + delay;
     clearTimeout(this._timers.renew);
-    if (delay !== null) this._timers.renew = setTimeout(() => this._renewInBand(), delay);
+    if (delay !== null) this._timers.renew = setTimeout(() => this._renewDue(), delay);
+  }
+
+  // Renewal time: hand a new token to the open connection. A connection not open yet renews it
+  // once established (or its next attempt asks for a new token, since this one is stale).
+  _renewDue() {
+    if (this.state === "open") this._renewInBand();
   }
 
   // Detach the socket and close it without reacting to its close event.
@@ -269,7 +275,8 @@ export class RealtimeClient {
     this._ws = null;
     this._lostConnection();
     if (!ws) return;
-    ws.onmessage = ws.onclose = ws.onerror = null;
+    ws.onmessage = ws.onclose = null;
+    ws.onerror = () => {}; // `ws` reports aborting a handshake as an error: nothing to do with it
     if (typeof ws.terminate === "function") ws.terminate(); // Node's `ws`: no waiting for a dead peer
     else if (ws.readyState <= OPEN) ws.close(code, reason);
   }
@@ -353,14 +360,26 @@ export class RealtimeClient {
   // --- token renewal in band ------------------------------------------------------------------
 
   async _renewInBand(retryMs = 2_000) {
+    if (this._renewing) return;
+    this._renewing = true;
+    try {
+      await this._renewOnce(retryMs);
+    } finally {
+      this._renewing = false;
+    }
+  }
+
+  async _renewOnce(retryMs) {
     let token;
     try {
       token = await this._getToken({ reason: "refresh" });
     } catch {
+      if (this.state === "closed") return;
       // The token source is unreachable (no network): try again, and reconnects will ask too.
       this._timers.renew = setTimeout(() => this._renewInBand(Math.min(retryMs * 2, 30_000)), retryMs);
       return;
     }
+    if (this.state === "closed") return;
     this._acceptToken(token);
     if (this.state !== "open") return; // the next connection uses it
     const ws = this._ws;
@@ -438,6 +457,7 @@ export class RealtimeClient {
     this._setState("open", { reconnected, resuming });
     this._deliver(frame);
     this._settleWaiters(frame);
+    if (this._getToken && this._tokenStale()) this._renewInBand();
   }
 
   _sendResume() {

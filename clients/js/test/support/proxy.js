@@ -10,6 +10,7 @@ export class Proxy {
     this.targetHost = targetHost;
     this.pairs = new Set();
     this.accepted = 0;
+    this.refusing = false; // cut new connections at once: the server is "unreachable"
   }
 
   async start() {
@@ -24,6 +25,10 @@ export class Proxy {
   }
 
   _pair(client) {
+    if (this.refusing) {
+      client.resetAndDestroy();
+      return;
+    }
     this.accepted += 1;
     const upstream = net.connect(this.targetPort, this.targetHost);
     const pair = { client, upstream };
