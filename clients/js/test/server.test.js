@@ -9,16 +9,23 @@ import { ConnectionRefused, RealtimeClient, ServerError } from "../src/index.js"
 import { eventually, sleep } from "./support/fake-server.js";
 import { live, login, mint, publish, restart, skipUnlessLive as skip } from "./support/live.js";
 import { Proxy } from "./support/proxy.js";
+import { frameValidator, loadSchema } from "./support/schema.js";
 
 const clients = [];
 const proxies = [];
+// Every frame the server sends in these tests is checked against the protocol schema.
+const validate = frameValidator(loadSchema().doc);
+const offSchema = [];
 
 async function cleanUp() {
   for (const client of clients.splice(0)) client.close();
   for (const proxy of proxies.splice(0)) await proxy.stop();
 }
 
-afterEach(cleanUp);
+afterEach(async () => {
+  await cleanUp();
+  assert.deepEqual(offSchema.splice(0), [], "frames that do not match the protocol schema");
+});
 // Hooks do not run for a test that skips itself at run time: clean up after those too.
 after(cleanUp);
 
@@ -29,6 +36,10 @@ function open(endpoint, options = {}, url = `${live.ws}/ws/${endpoint}`) {
     backoffMaxMs: 1_000,
     heartbeatGraceMs: 1_000,
     ...options,
+  });
+  client.on("*", (frame) => {
+    const problem = validate(frame);
+    if (problem) offSchema.push(`${problem} in ${JSON.stringify(frame)}`);
   });
   clients.push(client);
   return client;
