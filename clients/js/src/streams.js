@@ -1,4 +1,4 @@
-// Stream positions and recovery (docs/protocol.md, "Streams and recovery"): the last offset and
+// Stream positions and recovery (docs/clients.md, "Stream recovery"): the last offset and
 // epoch of every stream a connection receives, the `resume` request after a reconnect, and the
 // order in which held, replayed and live frames reach the application.
 //

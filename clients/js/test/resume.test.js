@@ -1,4 +1,4 @@
-// Stream recovery against a fake server that does what docs/protocol.md §"Streams and recovery"
+// Stream recovery against a fake server that does what docs/clients.md ("Stream recovery") says
 // says (the real server's tests are in server.test.js and run once it speaks protocol 1.1).
 
 import assert from "node:assert/strict";
