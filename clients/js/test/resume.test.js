@@ -1,5 +1,5 @@
 // Stream recovery against a fake server that does what docs/clients.md ("Stream recovery") says
-// says (the real server's tests are in server.test.js and run once it speaks protocol 1.1).
+// (the real server's tests are in server.test.js and run once it speaks protocol 1.1).
 
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, test } from "node:test";
