@@ -23,6 +23,10 @@ const DEFAULT_ZONE_COLOUR = "#2a3340";
 const SELF_COLOUR = "#ffd166";
 const AWAY_COLOUR = "rgba(255, 209, 102, 0.45)"; // our player, held by another window
 const OTHER_COLOUR = "#6fb3ff";
+// The map's drawing size: 640×320 where there is room; on a narrow screen it is drawn at the
+// size it is shown (in CSS pixels, sharp on dense screens), so names stay readable.
+const WIDE = { width: 640, height: 320 };
+const NARROW_BELOW_PX = 560;
 
 export class World {
   constructor(socket, { config, me, log, onWhisper }) {
@@ -47,6 +51,9 @@ export class World {
 
     this.canvas = $("#world-canvas");
     this.context = this.canvas.getContext("2d");
+    this.view = { ...WIDE }; // the drawing's size in its own pixels
+    // Also when the panel first appears (the page starts hidden behind the login form).
+    new ResizeObserver(() => this._fit()).observe(this.canvas);
     this.list = $("#world-players");
     this.position = $("#world-position");
     this.banner = $("#world-banner");
@@ -217,14 +224,14 @@ export class World {
       if (document.activeElement?.closest?.("input, textarea")) document.activeElement.blur();
     }
     const rect = this.canvas.getBoundingClientRect();
-    const px = ((event.clientX - rect.left) * this.canvas.width) / rect.width;
-    const py = ((event.clientY - rect.top) * this.canvas.height) / rect.height;
+    const px = ((event.clientX - rect.left) * this.view.width) / rect.width;
+    const py = ((event.clientY - rect.top) * this.view.height) / rect.height;
     const scale = this._scale();
     const zone = this.zones.get(this.zone);
     const clamp = (value, low, high) => Math.min(Math.max(value, low), high);
     this.target = {
-      x: clamp(this.drawn.x + (px - this.canvas.width / 2) / scale, zone.min_x, zone.max_x),
-      y: clamp(this.drawn.y + (py - this.canvas.height / 2) / scale, zone.min_y, zone.max_y),
+      x: clamp(this.drawn.x + (px - this.view.width / 2) / scale, zone.min_x, zone.max_x),
+      y: clamp(this.drawn.y + (py - this.view.height / 2) / scale, zone.min_y, zone.max_y),
     };
   }
 
@@ -315,13 +322,25 @@ export class World {
 
   // Canvas pixels per world unit: the circle of sight fills most of the map's height.
   _scale() {
-    return Math.min(this.canvas.width, this.canvas.height) / (this.config.nearby_radius * 2.5);
+    return Math.min(this.view.width, this.view.height) / (this.config.nearby_radius * 2.5);
+  }
+
+  _fit() {
+    const shown = this.canvas.clientWidth; // its CSS width is the panel's: the drawing size does not change it
+    const narrow = shown > 0 && shown < NARROW_BELOW_PX;
+    const view = narrow ? { width: Math.round(shown), height: Math.round(shown * 0.62) } : { ...WIDE };
+    const ratio = narrow ? Math.min(window.devicePixelRatio || 1, 2) : 1;
+    if (view.width === this.view.width && view.height === this.view.height && ratio === this.ratio) return;
+    this.view = view;
+    this.ratio = ratio;
+    this.canvas.width = Math.round(view.width * ratio);
+    this.canvas.height = Math.round(view.height * ratio);
+    this.context.setTransform(ratio, 0, 0, ratio, 0, 0);
   }
 
   _draw() {
-    const { canvas, context: g } = this;
-    const width = canvas.width;
-    const height = canvas.height;
+    const { context: g } = this;
+    const { width, height } = this.view;
     const radius = this.config.nearby_radius;
     g.fillStyle = "#0c0f14";
     g.fillRect(0, 0, width, height);
