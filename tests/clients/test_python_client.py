@@ -199,13 +199,16 @@ async def test_the_token_is_renewed_in_band_without_reconnecting(live, cast, ope
 
     async def get_token(reason: str) -> str:
         asked.append(reason)
-        # First a token that lasts 4 s (renewed at 3 s), then ordinary ones.
-        return mint_token(cast["alice"]["id"], 4) if len(asked) == 1 else await fresh(reason)
+        # First a token that lasts 8 s (renewed at 6 s: signing in on a busy machine takes a
+        # while), then ordinary ones.
+        return mint_token(cast["alice"]["id"], 8) if len(asked) == 1 else await fresh(reason)
 
     client = opened("chat", get_token=get_token)
+    started = time.monotonic()
     await client.connect()
-    await client.wait_for("token_refreshed", timeout=6)
-    await asyncio.sleep(2.5)  # past the first token's expiry: the server re-validates every second
+    await client.wait_for("token_refreshed", timeout=10)
+    # Past the first token's expiry: the server re-validates every second.
+    await asyncio.sleep(max(0.0, started + 9.5 - time.monotonic()))
     assert (client.state, client.connects) == ("open", 1)
     assert asked == ["connect", "refresh"]
 
