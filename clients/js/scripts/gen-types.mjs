@@ -131,7 +131,7 @@ class Emitter {
 }
 
 /** The messages of the document: [{key, type, direction: "server"|"client", endpoint, payload}]. */
-function collectMessages(doc) {
+export function collectMessages(doc) {
   const found = [];
   const endpointOf = (channel, fallback) => {
     const address = channel?.address ?? fallback ?? "";
