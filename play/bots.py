@@ -1,18 +1,16 @@
 """Demo bots: players that connect over real WebSockets, walk about, chat, change status and fight.
 
-Each bot is an ordinary client of the public protocol (docs/protocol.md), one connection per
-endpoint, following the rules every client should: the token in a header (native clients),
-pongs for the server's pings, exponential backoff with jitter, a fresh token after 4401, no
-retry after 4403. They walk near the zone's spawn point, where newcomers enter, so a player
-who logs in sees them at once.
+Each bot is an ordinary client of the public protocol: one `rpgrealtime.client` connection per
+endpoint, so the bots follow the rules every client should (docs/clients.md) — the token in a
+header, pongs for the server's pings, reconnects with backoff and jitter by close code, a fresh
+token after 4401, no retry after 4403, stream recovery after a reconnect. They walk near the
+zone's spawn point, where newcomers enter, so a player who logs in sees them at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
 import math
 import random
@@ -20,14 +18,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import websockets
-
 from realtime.features.world.zones import ZoneSpec
+from rpgrealtime.client import CloseEvent, RealtimeClient, ServerError, StateEvent
 
 logger = logging.getLogger(__name__)
 
-# Reconnect backoff, as docs/protocol.md recommends: 0.5 s doubling to 30 s, ±50 % jitter.
-BACKOFF_INITIAL = 0.5
+# Reconnect backoff (full jitter): up to 1 s at first, doubling to at most 30 s.
+BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
 
 CHAT_LINES = (
@@ -50,6 +47,8 @@ GUILD_LINES = (
 STATUS_CHOICES = (("online", 6), ("away", 3), ("busy", 2))
 FIGHTS = (("goblin",), ("goblin",), ("wolf",), ("goblin", "goblin"))
 
+Behaviour = Callable[[RealtimeClient], Awaitable[None]]
+
 
 @dataclass(frozen=True, slots=True)
 class BotPlan:
@@ -70,54 +69,6 @@ class BotIdentity:
     user_id: str
     username: str
     in_guild: bool
-
-
-class BotConnection:
-    """One WebSocket of a bot: answers pings, hands replies to their request, events to a callback."""
-
-    def __init__(self, ws: Any, on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.ws = ws
-        self.on_event = on_event or (lambda frame: None)
-        self._ids = itertools.count(1)
-        self._waiting: dict[str, asyncio.Future] = {}
-        self.established: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.closed = asyncio.get_running_loop().create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async for text in self.ws:
-                frame = json.loads(text)
-                kind = frame.get("type")
-                if kind == "ping":
-                    await self.ws.send('{"type": "pong"}')
-                elif kind == "connection_established" and not self.established.done():
-                    self.established.set_result(frame)
-                elif (waiter := self._waiting.pop(str(frame.get("id")), None)) is not None:
-                    if not waiter.done():
-                        waiter.set_result(frame)
-                else:
-                    self.on_event(frame)
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            for waiter in self._waiting.values():
-                waiter.cancel()
-            if not self.established.done():
-                self.established.cancel()
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(frame))
-
-    async def request(self, frame: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        """Send with an id and return the first reply carrying it (a result or an `error`)."""
-        frame_id = f"b{next(self._ids)}"
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiting[frame_id] = waiter
-        try:
-            await self.send({**frame, "id": frame_id})
-            return await asyncio.wait_for(waiter, timeout)
-        finally:
-            self._waiting.pop(frame_id, None)
 
 
 class DemoBot:
@@ -142,84 +93,82 @@ class DemoBot:
         return self.identity.username
 
     async def run(self) -> None:
-        behaviours: list[tuple[str, Callable[[BotConnection], Awaitable[None]], Any]] = [
-            ("world", self._walk, self._on_world_event),
-            ("game", self._change_status if self.plan.status_interval else self._idle, None),
+        behaviours: list[tuple[str, Behaviour, dict[str, Callable[[Any], None]]]] = [
+            ("world", self._walk, {"error": self._on_world_error}),
+            ("game", self._change_status if self.plan.status_interval else self._idle, {}),
         ]
         if self.plan.chat_interval:
-            behaviours.append(("chat", self._chat, None))
+            behaviours.append(("chat", self._chat, {}))
         if self.plan.fight_interval:
-            behaviours.append(("combat", self._fight, None))
-        await asyncio.gather(*(self._keep(endpoint, body, on_event) for endpoint, body, on_event in behaviours))
+            behaviours.append(("combat", self._fight, {}))
+        await asyncio.gather(*(self._keep(endpoint, body, handlers) for endpoint, body, handlers in behaviours))
 
     # --- connection lifecycle -----------------------------------------------------------------
 
-    async def _keep(self, endpoint: str, body: Callable, on_event: Any) -> None:
-        """Stay connected to one endpoint until told to stop, reconnecting as a client should."""
-        delay = BACKOFF_INITIAL
-        while not self.stop.is_set():
-            code, was_established = await self._session(endpoint, body, on_event)
-            if self.stop.is_set():
-                return
-            if code == 4403:
-                logger.warning("%s: /ws/%s refused us for good (4403); not reconnecting", self.name, endpoint)
-                return
-            if was_established:
-                delay = BACKOFF_INITIAL
-            if code == 4401:
-                continue  # the next attempt signs a fresh token
-            pause = delay * self.rng.uniform(0.5, 1.5)
-            if code == 4429:
-                pause = max(pause, 10.0)
-            delay = min(delay * 2, BACKOFF_MAX)
-            logger.info("%s: /ws/%s closed (%s); reconnecting in %.1f s", self.name, endpoint, code, pause)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), pause)
+    async def _keep(
+        self,
+        endpoint: str,
+        body: Behaviour,
+        handlers: dict[str, Callable[[Any], None]],
+    ) -> None:
+        """Stay connected to one endpoint until told to stop; the behaviour runs while connected."""
+        client = RealtimeClient(
+            f"{self.plan.ws_url}/ws/{endpoint}",
+            get_token=lambda reason: self.token(),  # signed locally: always a fresh one
+            backoff_initial=BACKOFF_INITIAL,
+            backoff_max=BACKOFF_MAX,
+            connect_timeout=10,
+            rng=self.rng.random,
+        )
+        for event_type, handler in handlers.items():
+            client.on(event_type, handler)
+        work: asyncio.Task[None] | None = None
 
-    async def _session(self, endpoint: str, body: Callable, on_event: Any) -> tuple[int | None, bool]:
-        """One connection: returns (close code or None, whether it was established)."""
-        headers = {"Authorization": f"Bearer {self.token()}"}
-        try:
-            async with websockets.connect(
-                f"{self.plan.ws_url}/ws/{endpoint}", additional_headers=headers, open_timeout=10, close_timeout=2
-            ) as ws:
-                conn = BotConnection(ws, on_event)
-                # A refused connection gets an `error` and a close instead of connection_established.
-                await asyncio.wait({conn.established, conn.closed}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-                if not conn.established.done() or conn.established.cancelled():
-                    await ws.close()
-                    return ws.close_code, False
+        def follow(event: StateEvent) -> None:
+            nonlocal work
+            if event.state != "open" and work is not None:
+                work.cancel()
+                work = None
+            elif event.state == "open" and work is None:
                 logger.info("%s: connected to /ws/%s", self.name, endpoint)
-                work = asyncio.create_task(body(conn))
-                stopping = asyncio.create_task(self.stop.wait())
-                await asyncio.wait({work, conn.closed, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (work, stopping):
-                    task.cancel()
-                (outcome,) = await asyncio.gather(work, return_exceptions=True)
-                if isinstance(outcome, Exception) and not isinstance(outcome, websockets.ConnectionClosed):
-                    logger.warning("%s: /ws/%s behaviour failed: %r", self.name, endpoint, outcome)
-                if self.stop.is_set():
-                    await ws.close(1000, "bot stopping")
-                    return 1000, True
-                await ws.close()
-                return ws.close_code, True
-        except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.ConnectionClosed) as exc:
-            logger.info("%s: cannot reach /ws/%s (%s)", self.name, endpoint, exc)
-            return None, False
+                work = asyncio.create_task(self._behave(endpoint, body, client))
+
+        def closed(event: CloseEvent) -> None:
+            if event.action == "stop":
+                logger.warning("%s: /ws/%s refused us for good (%s); not reconnecting", self.name, endpoint, event.code)
+
+        client.on("state", follow)
+        client.on("close", closed)
+        connecting = asyncio.create_task(client.connect())
+        try:
+            await self.stop.wait()
+        finally:
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+            if work is not None:
+                work.cancel()
+            await client.close()
+
+    async def _behave(self, endpoint: str, body: Behaviour, client: RealtimeClient) -> None:
+        try:
+            await body(client)
+        except ServerError as exc:  # e.g. not_connected: the connection went; the next one restarts this
+            logger.info("%s: /ws/%s: %s", self.name, endpoint, exc)
+        except Exception:
+            logger.exception("%s: /ws/%s behaviour failed", self.name, endpoint)
 
     async def _pause(self, mean: float) -> None:
         await asyncio.sleep(mean * self.rng.uniform(0.5, 1.5))
 
-    async def _idle(self, conn: BotConnection) -> None:
+    async def _idle(self, client: RealtimeClient) -> None:
         await asyncio.Event().wait()
 
     # --- behaviours ---------------------------------------------------------------------------
 
-    async def _walk(self, conn: BotConnection) -> None:
+    async def _walk(self, client: RealtimeClient) -> None:
         zone = self.plan.zone
-        entered = await conn.request({"type": "zone_change", "zone": zone.name})
-        if entered.get("type") != "zone_changed":
-            raise RuntimeError(f"zone_change refused: {entered}")
+        entered = await client.request({"type": "zone_change", "zone": zone.name})
         self.position = (entered["x"], entered["y"])
         tick = 1.0 / self.plan.move_hz
         while True:
@@ -231,54 +180,62 @@ class DemoBot:
                 x = self.position[0] + (goal[0] - self.position[0]) * ratio
                 y = self.position[1] + (goal[1] - self.position[1]) * ratio
                 x, y = self.position = (round(x, 1), round(y, 1))
-                await conn.send({"type": "player_movement", "zone": zone.name, "x": x, "y": y})
+                await client.send({"type": "player_movement", "zone": zone.name, "x": x, "y": y})
                 await asyncio.sleep(tick)
             await asyncio.sleep(self.rng.uniform(0.5, 3.0))
 
-    def _on_world_event(self, frame: dict[str, Any]) -> None:
+    def _on_world_error(self, frame: dict[str, Any]) -> None:
         # A refused step tells where the server has us: resume from there.
-        details = frame.get("details") if frame.get("type") == "error" else None
+        details = frame.get("details")
         if isinstance(details, dict) and isinstance(details.get("x"), int | float):
             self.position = (details["x"], details["y"])
 
-    async def _chat(self, conn: BotConnection) -> None:
+    async def _chat(self, client: RealtimeClient) -> None:
         while True:
             await self._pause(self.plan.chat_interval)
             guild = self.identity.in_guild and self.rng.random() < 0.3
             channel, lines = ("guild", GUILD_LINES) if guild else ("global", CHAT_LINES)
             line = self.rng.choice(lines)
             # Type for a moment first, so watchers see the indicator come and go.
-            await conn.send({"type": "typing", "channel": channel, "is_typing": True})
+            await client.send({"type": "typing", "channel": channel, "is_typing": True})
             await asyncio.sleep(self.rng.uniform(1.0, 2.5))
-            reply = await conn.request({"type": "chat_message", "channel": channel, "content": line})
-            await conn.send({"type": "typing", "channel": channel, "is_typing": False})
-            if reply.get("type") == "error":
-                logger.info("%s: chat refused: %s", self.name, reply.get("message"))
+            try:
+                await client.request({"type": "chat_message", "channel": channel, "content": line})
+            except ServerError as exc:
+                logger.info("%s: chat refused: %s", self.name, exc)
+            await client.send({"type": "typing", "channel": channel, "is_typing": False})
 
-    async def _change_status(self, conn: BotConnection) -> None:
+    async def _change_status(self, client: RealtimeClient) -> None:
         statuses, weights = zip(*STATUS_CHOICES, strict=True)
         while True:
             await self._pause(self.plan.status_interval)
-            await conn.request({"type": "set_status", "status": self.rng.choices(statuses, weights)[0]})
+            await client.request({"type": "set_status", "status": self.rng.choices(statuses, weights)[0]})
 
-    async def _fight(self, conn: BotConnection) -> None:
+    async def _fight(self, client: RealtimeClient) -> None:
         states: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        conn.on_event = lambda frame: states.put_nowait(frame) if frame.get("type") == "combat_state" else None
-        # A fight still running from before a reconnect is resent right after connecting.
-        with contextlib.suppress(TimeoutError):
-            await self._play(conn, states, await asyncio.wait_for(states.get(), 1.0))
-        while True:
-            await self._pause(self.plan.fight_interval)
-            reply = await conn.request({"type": "combat_start", "monsters": list(self.rng.choice(FIGHTS))})
-            if reply.get("type") == "error":
-                running = (reply.get("details") or {}).get("combat_session_id")
-                if not running:
-                    logger.info("%s: cannot start a fight: %s", self.name, reply.get("message"))
-                    continue
-                reply = await conn.request({"type": "combat_state_request", "combat_session_id": running})
-            await self._play(conn, states, reply)
+        # Every combat_state, replies included (the client hands a reply to its request and to the handlers).
+        stop_listening = client.on("combat_state", states.put_nowait)
+        try:
+            # A fight still running from before a reconnect is resent right after connecting.
+            with contextlib.suppress(TimeoutError):
+                await self._play(client, states, await asyncio.wait_for(states.get(), 1.0))
+            while True:
+                await self._pause(self.plan.fight_interval)
+                while not states.empty():  # what is left of the last fight
+                    states.get_nowait()
+                try:
+                    await client.request({"type": "combat_start", "monsters": list(self.rng.choice(FIGHTS))})
+                except ServerError as exc:
+                    running = exc.details.get("combat_session_id") if isinstance(exc.details, dict) else None
+                    if not running:
+                        logger.info("%s: cannot start a fight: %s", self.name, exc)
+                        continue
+                    await client.request({"type": "combat_state_request", "combat_session_id": running})
+                await self._play(client, states, await states.get())
+        finally:
+            stop_listening()
 
-    async def _play(self, conn: BotConnection, states: asyncio.Queue, state: dict[str, Any]) -> None:
+    async def _play(self, client: RealtimeClient, states: asyncio.Queue, state: dict[str, Any]) -> None:
         """Attack on every turn of ours until the fight is over for us."""
         while state.get("type") == "combat_state" and state.get("status") == "active":
             me = next((p for p in state["participants"] if p["id"] == self.identity.user_id), None)
@@ -287,7 +244,7 @@ class DemoBot:
             if state["turn"]["actor"] == self.identity.user_id:
                 await asyncio.sleep(self.rng.uniform(0.6, 1.5))  # look like someone thinking
                 target = next(p["id"] for p in state["participants"] if p["kind"] == "monster" and p["alive"])
-                await conn.send(
+                await client.send(
                     {
                         "type": "combat_action",
                         "combat_session_id": state["combat_session_id"],

@@ -4,13 +4,15 @@ import { Auth, routes } from "./api.js";
 import { Chat } from "./chat.js";
 import { Combat } from "./combat.js";
 import { Game } from "./game.js";
-import { Endpoint } from "./socket.js";
-import { $, clock, describeError, el, toast } from "./ui.js";
+import { CONNECTION_ERRORS, Endpoint } from "./socket.js";
+import { $, clock, describeError, el, sessionNotice, toast } from "./ui.js";
 import { World } from "./world.js";
 
 const ENDPOINTS = ["game", "chat", "world", "combat"];
-// Errors that only announce a reconnect the socket handles by itself: no toast for them.
-const QUIET_ERRORS = new Set(["token_expired", "invalid_token", "heartbeat_timeout", "server_shutting_down"]);
+// The panel that shows each endpoint's state: dimmed while that connection is down.
+const PANELS = { game: ".social-panel", chat: ".chat-panel", world: ".world-panel", combat: ".combat-panel" };
+// Errors about the connection itself are shown by its pill (and the session notice): no toast.
+const QUIET_ERRORS = CONNECTION_ERRORS;
 
 const config = JSON.parse($("#play-config").textContent);
 const auth = new Auth();
@@ -61,21 +63,35 @@ function stuckEndpoints() {
 }
 
 function renderConnections() {
-  if (session) for (const endpoint of Object.values(session.endpoints)) renderPill(endpoint);
+  if (session) {
+    for (const endpoint of Object.values(session.endpoints)) {
+      renderPill(endpoint);
+      // What a panel shows while its connection is down is stale: say so by dimming it.
+      $(PANELS[endpoint.name]).dataset.stale = String(endpoint.state !== "open");
+    }
+  }
   $("#reconnect-now").hidden = !stuckEndpoints().length;
+}
+
+// A connection the server stopped for good (kicked, banned, sign-in refused): the others
+// usually follow for the same reason, so one notice says it for all of them.
+function stoppedNotice(endpoint) {
+  if (endpoint.closeCode === 4403) return endpoint.reason;
+  if (endpoint.closeCode === 4401) return "The server refused your sign-in: please log in again.";
+  return `The connection stopped: ${endpoint.reason}`;
 }
 
 function watchConnection(endpoint) {
   endpoint.onState((state, reason) => {
     renderConnections();
-    if (state === "stopped" && reason !== "Logged out") {
-      const name = endpoint.name[0].toUpperCase() + endpoint.name.slice(1);
-      toast(`${name} connection stopped: ${reason}`, { kind: "error", title: "Disconnected" });
+    if (state === "stopped" && reason !== "Logged out") sessionNotice(stoppedNotice(endpoint), { keep: true });
+    if (state === "open" && !Object.values(session?.endpoints || {}).some((e) => e.state === "stopped")) {
+      sessionNotice("");
     }
   });
   endpoint.onUnhandledError = (frame) => {
     if (QUIET_ERRORS.has(frame.code)) return;
-    toast(describeError(frame), { kind: "error", title: `/ws/${endpoint.name}` });
+    toast(describeError(frame), { kind: "error", title: endpoint.name[0].toUpperCase() + endpoint.name.slice(1) });
   };
 }
 
@@ -127,9 +143,9 @@ async function startGame() {
 
 // --- session events ---------------------------------------------------------------------
 
+// Every socket hands the new token to the server itself (token_refresh), when it is due.
 auth.addEventListener("refreshed", () => {
   $("#me").dataset.refreshes = String(auth.refreshes);
-  if (session) for (const endpoint of Object.values(session.endpoints)) endpoint.renew();
 });
 
 auth.addEventListener("ended", (event) => {
@@ -138,10 +154,8 @@ auth.addEventListener("ended", (event) => {
 });
 
 $("#reconnect-now").addEventListener("click", reconnectNow);
-// The network is back: no point waiting out a backoff that started while it was down.
-window.addEventListener("online", () => {
-  for (const endpoint of stuckEndpoints()) if (endpoint.state === "waiting") endpoint.reconnectNow();
-});
+$("#session-notice button").addEventListener("click", reconnectNow);
+// When the browser says the network is back, the client library reconnects at once by itself.
 setInterval(renderConnections, 1_000); // the "reconnecting in N s" countdowns
 
 $("#logout").addEventListener("click", () => {

@@ -22,8 +22,10 @@ export class Chat {
     this.conversations = new Map();
     this.active = "global";
     this.typingShown = new Map(); // conversation key → Map(user id → {username, until})
-    this.typingSent = null; // {key, at} of our last `is_typing: true`
+    this.typingSent = null; // {key, at}: typing in this conversation (at: our last `true`, 0 = none yet)
+    this.lastTrueAt = new Map(); // conversation key → when we last sent `is_typing: true`
     this._typingIdle = null;
+    this._typingRetry = null;
 
     this.tabs = $("#chat-tabs");
     this.list = $("#chat-messages");
@@ -44,6 +46,7 @@ export class Chat {
     setInterval(() => this._renderTyping(), 1000);
 
     socket.on("connection_established", (frame) => this._connected(frame));
+    socket.on("resync", (event) => this._lost(event));
     socket.on("chat_message", (frame) => this._received(frame));
     socket.on("typing", (frame) => this._typingReceived(frame));
     socket.on("moderation_event", (frame) => this._moderation(frame));
@@ -127,13 +130,23 @@ export class Chat {
 
   _connected(frame) {
     // Back after a gap: fetch the newest page of every conversation we show. If it does not
-    // overlap what we hold, messages were missed in between: start over from that page.
-    if (frame.reconnected) {
+    // overlap what we hold, messages were missed in between: start over from that page. A
+    // server that recovers streams sends what was missed itself (counted as unread), and says
+    // which conversations it cannot recover (resync).
+    if (frame.reconnected && !frame.recovering) {
       for (const conv of this.conversations.values()) {
         if (conv.loaded && conv.enabled) this._resync(conv);
       }
     }
     if (!this.current.loaded) this.loadOlder(this.current);
+  }
+
+  // A chat stream the server could not recover ("chat:global", "chat:guild:<id>", …).
+  _lost(event) {
+    const [kind, channel] = event.stream.split(":");
+    if (kind !== "chat") return;
+    const conv = this.conversations.get(channel);
+    if (conv?.loaded && conv.enabled) this._resync(conv);
   }
 
   async _resync(conv) {
@@ -239,16 +252,28 @@ export class Chat {
     return frame;
   }
 
+  // The server passes one `is_typing: true` per conversation every 3 s: one sent sooner (say,
+  // for the next message right after sending one) would be dropped, so it waits until then.
   _typed() {
     const conv = this.current;
     if (!this.input.value.trim()) {
       this._stopTyping();
       return;
     }
+    if (this.typingSent && this.typingSent.key !== conv.key) this._stopTyping();
+    if (!this.typingSent) this.typingSent = { key: conv.key, at: 0 };
     const now = Date.now();
-    if (!this.typingSent || this.typingSent.key !== conv.key || now - this.typingSent.at >= TYPING_REPEAT_MS) {
-      if (this.typingSent && this.typingSent.key !== conv.key) this._stopTyping();
-      if (this.socket.send(this._typingFrame(conv, true))) this.typingSent = { key: conv.key, at: now };
+    const due = Math.max((this.lastTrueAt.get(conv.key) || 0) + TYPING_REPEAT_MS, this.typingSent.at + TYPING_REPEAT_MS);
+    if (now >= due) {
+      if (this.socket.send(this._typingFrame(conv, true))) {
+        this.typingSent.at = now;
+        this.lastTrueAt.set(conv.key, now);
+      }
+    } else if (!this._typingRetry && !this.typingSent.at) {
+      this._typingRetry = setTimeout(() => {
+        this._typingRetry = null;
+        if (this.typingSent?.key === conv.key) this._typed();
+      }, due - now + 20);
     }
     clearTimeout(this._typingIdle);
     this._typingIdle = setTimeout(() => this._stopTyping(), TYPING_IDLE_MS);
@@ -256,9 +281,12 @@ export class Chat {
 
   _stopTyping() {
     clearTimeout(this._typingIdle);
-    if (!this.typingSent) return;
-    const conv = this.conversations.get(this.typingSent.key);
+    clearTimeout(this._typingRetry);
+    this._typingRetry = null;
+    const sent = this.typingSent;
     this.typingSent = null;
+    if (!sent?.at) return; // nothing was announced
+    const conv = this.conversations.get(sent.key);
     if (conv) this.socket.send(this._typingFrame(conv, false));
   }
 
@@ -299,7 +327,7 @@ export class Chat {
   }
 
   showError(error) {
-    this.errorLine.textContent = `${clock()} ${describeError(error)}`;
+    this.errorLine.textContent = `${clock()} ${describeError(error, "chat")}`;
     this.errorLine.dataset.code = error.code || "";
   }
 

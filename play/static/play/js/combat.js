@@ -68,6 +68,10 @@ export class Combat {
     });
 
     socket.on("connection_established", (frame) => this._connected(frame));
+    // A fight's frames that could not be recovered after a reconnect: ask for where it stands.
+    socket.on("resync", (event) => {
+      if (event.stream === `combat:${this.state?.combat_session_id}`) this._askState();
+    });
     socket.on("combat_state", (frame) => this._state(frame));
     socket.on("combat_action_result", (frame) => this._result(frame));
     socket.on("combat_timeout", (frame) => this._line(`${this._name(frame.actor)} ran out of time.`, frame.timestamp));
@@ -88,12 +92,15 @@ export class Combat {
   }
 
   // After a reconnect the server resends a running fight by itself; asking for the one on
-  // screen also catches a fight that ended while we were away.
+  // screen also catches a fight that ended while we were away. (With stream recovery the
+  // answer comes after the replayed frames of the fight, so the picture ends on the truth.)
   _connected(frame) {
-    if (frame.reconnected && this.state && this.state.status === "active") {
-      const frame = { type: "combat_state_request", combat_session_id: this.state.combat_session_id };
-      this.socket.request(frame).catch(() => {}); // the automatic resend may already have done it
-    }
+    if (frame.reconnected && this.state && this.state.status === "active") this._askState();
+  }
+
+  _askState() {
+    const frame = { type: "combat_state_request", combat_session_id: this.state.combat_session_id };
+    this.socket.request(frame).catch(() => {}); // the automatic resend may already have done it
   }
 
   async start() {
@@ -137,7 +144,8 @@ export class Combat {
   }
 
   showError(error) {
-    this.errorLine.textContent = `${clock()} ${describeError(error)}`;
+    this.errorLine.textContent = `${clock()} ${describeError(error, "combat")}`;
+    this.errorLine.dataset.code = error.code || "";
     this.errorLine.dataset.code = error.code || "";
   }
 

@@ -6,7 +6,7 @@
 // does not list, when the player turns to the guild and party controls, and now and then.
 
 import { CONNECTION_ERRORS } from "./socket.js";
-import { $, clock, describeError, el, toast } from "./ui.js";
+import { $, clock, describeError, el, sessionNotice, toast } from "./ui.js";
 
 // Nobody is told when a group is founded or someone leaves one: look again now and then.
 const ROSTER_POLL_MS = 20_000;
@@ -54,10 +54,13 @@ export class Game {
       this.log(`Game state ${frame.key} = ${JSON.stringify(frame.value)}`, frame.timestamp);
     });
     socket.on("moderation_notice", (frame) => {
-      const until = frame.until ? ` until ${clock(frame.until)}` : "";
-      const reason = frame.reason ? ` Reason: ${frame.reason}` : "";
-      toast(`A moderator applied ${frame.action} to you${until}.${reason}`, { kind: "warning", title: "Moderation" });
+      const text = moderationWords(frame);
+      // A ban or kick closes every connection next: one notice for all of it, not a toast each.
+      if (frame.action === "ban" || frame.action === "kick") sessionNotice(text);
+      else toast(text, { kind: "warning", title: "Moderation" });
     });
+    // The roster shows us online while our connection is (the snapshot may predate it).
+    socket.onState(() => this.render());
     socket.on("error", (frame) => {
       if (CONNECTION_ERRORS.has(frame.code)) return false;
       toast(describeError(frame), { kind: "error", title: "Game" });
@@ -89,7 +92,7 @@ export class Game {
     try {
       await this.socket.request({ type: "set_status", status });
     } catch (error) {
-      toast(describeError(error), { kind: "error", title: "Status" });
+      toast(describeError(error, "status"), { kind: "error", title: "Status" });
     }
   }
 
@@ -169,8 +172,7 @@ export class Game {
   _join(scope, id) {
     const trimmed = (id || "").trim();
     if (!UUID.test(trimmed)) {
-      const example = "0d8e3c1a-5b7f-4c2e-9a64-3f1b2c4d5e6f";
-      $("#social-error").textContent = `That is not a ${scope} id (they look like ${example}).`;
+      $("#social-error").textContent = `That is not a ${scope} invite code: ask a member to copy theirs for you.`;
       return;
     }
     const call = scope === "guild" ? this.api.guildJoin : this.api.partyJoin;
@@ -197,7 +199,8 @@ export class Game {
     }
     if (group) {
       $("h3", box).textContent = `${scope === "guild" ? "Guild" : "Party"}: ${group.name}`;
-      replaceIfChanged($("ul.members", box), group, () => group.members.map((m) => this._member(m, group)));
+      const shown = { ...group, members: group.members.map((m) => this._shownMember(m)) };
+      replaceIfChanged($("ul.members", box), shown, () => shown.members.map((m) => this._member(m, shown)));
       return;
     }
     const list = $("ul.joinable", box);
@@ -205,19 +208,38 @@ export class Game {
     replaceIfChanged(list, others, () => others.map((other) => this._joinable(scope, other)));
   }
 
+  // While our own game connection is open we are online, whatever an older snapshot says.
+  _shownMember(member) {
+    if (member.id !== this.me.id || this.socket.state !== "open" || member.status !== "offline") return member;
+    return { ...member, status: this.statusSelect.value || "online" };
+  }
+
   _memberBox(scope, group) {
+    const copy = el(
+      "button",
+      {
+        type: "button",
+        class: "small",
+        title: `Others join your ${scope} with this code`,
+        dataset: { scope, code: group.id },
+        onclick: async () => {
+          try {
+            await navigator.clipboard.writeText(group.id);
+            copy.textContent = "Code copied";
+          } catch {
+            copy.textContent = group.id; // no clipboard (e.g. plain http): show it to copy by hand
+          }
+          setTimeout(() => (copy.textContent = "Copy invite code"), 4_000);
+        },
+      },
+      "Copy invite code",
+    );
     return [
       el("h3", {}),
       el(
         "p",
         { class: "group-id" },
-        "id ",
-        el("code", { dataset: { scope } }, group.id),
-        el(
-          "button",
-          { type: "button", class: "small", onclick: () => navigator.clipboard?.writeText(group.id) },
-          "copy",
-        ),
+        copy,
         el(
           "button",
           {
@@ -244,7 +266,7 @@ export class Game {
       maxlength: "64",
       "aria-label": `New ${scope} name`,
     });
-    const idInput = el("input", { name: "id", placeholder: `${title} id`, "aria-label": `${title} id to join` });
+    const idInput = el("input", { name: "id", placeholder: "Invite code", "aria-label": `${title} invite code to join` });
     return [
       el("h3", {}, `No ${scope}`),
       el(
@@ -304,6 +326,20 @@ export class Game {
       el("span", { class: "status-text" }, member.status),
     );
   }
+}
+
+function moderationWords(frame) {
+  const until = frame.until ? ` until ${clock(frame.until)}` : "";
+  const reason = frame.reason ? ` Reason: ${frame.reason}` : "";
+  const done = {
+    mute: `A moderator muted you${until}.`,
+    unmute: "A moderator lifted your mute.",
+    ban: `A moderator banned you${until}.`,
+    unban: "A moderator lifted your ban.",
+    kick: "A moderator removed you from the game.",
+    delete_message: "A moderator deleted one of your messages.",
+  }[frame.action];
+  return `${done || "A moderator acted on your account."}${reason}`;
 }
 
 const shownData = new WeakMap(); // list element → JSON of what it shows

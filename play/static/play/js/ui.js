@@ -1,4 +1,4 @@
-// Small DOM helpers shared by the panels: building elements, toasts, times.
+// Small DOM helpers shared by the panels: building elements, toasts, times, words for errors.
 // Everything a player or the server wrote goes into the page as text (textContent), never as HTML.
 
 export const $ = (selector, root = document) => root.querySelector(selector);
@@ -24,17 +24,21 @@ export function el(tag, attrs = {}, ...children) {
 const TOAST_MS = { info: 6000, success: 6000, warning: 9000, critical: 15000, error: 9000 };
 
 // A short-lived notice in the corner: announcements, achievements, errors nobody else showed.
+// The same text again while it is still shown only refreshes it: one notice, not a pile.
 export function toast(text, { kind = "info", title = null } = {}) {
   const box = $("#toasts");
+  const key = `${kind}|${title}|${text}`;
+  const shown = [...box.children].find((node) => node.dataset.key === key);
+  if (shown) shown.remove();
   const node = el(
     "div",
-    { class: `toast toast-${kind}`, role: kind === "error" || kind === "critical" ? "alert" : "status" },
+    { class: `toast toast-${kind}`, role: kind === "error" || kind === "critical" ? "alert" : "status", dataset: { key } },
     title ? el("strong", {}, title) : null,
     el("span", {}, text),
   );
   node.addEventListener("click", () => node.remove());
   box.append(node);
-  while (box.children.length > 6) box.firstElementChild.remove();
+  while (box.children.length > 4) box.firstElementChild.remove();
   setTimeout(() => node.remove(), TOAST_MS[kind] ?? 6000);
   return node;
 }
@@ -44,14 +48,79 @@ export function clock(iso) {
   return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
-// An error frame as one readable line: "muted: You are muted. (until 10:10:08)".
-export function describeError(error) {
-  const code = error.code || "error";
-  let text = `${code}: ${error.message}`;
-  const details = error.details;
-  if (details && !Array.isArray(details) && details.until) text += ` (until ${clock(details.until)})`;
-  if (Array.isArray(details) && details.length) {
-    text += ` (${details.map((d) => `${d.field}: ${d.problem}`).join("; ")})`;
-  }
+function shortClock(iso) {
+  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+// Words for players, one per error code (docs/clients.md, "Error codes"). The server's own
+// `message` is for developers: it stays out of the page (the code is in data-code attributes).
+const WORDS = {
+  invalid_json: "That could not be sent. Please try again.",
+  invalid_message: "That cannot be sent like this.",
+  unknown_type: "This page is out of date: please reload it.",
+  message_too_large: "That is too long to send.",
+  authentication_required: "Please log in first.",
+  invalid_token: "Your session has ended: please log in again.",
+  token_expired: "Your session expired; signing you in again.",
+  forbidden: "You are not allowed to do that.",
+  banned: "You are banned from the game.",
+  kicked: "A moderator removed you from the game.",
+  not_found: "That does not exist any more.",
+  rate_limited: "You are doing that too fast: wait a moment.",
+  muted: "You are muted.",
+  not_your_turn: "It is not your turn.",
+  invalid_action: "You cannot do that right now.",
+  too_many_connections: "You have too many game windows open.",
+  slow_consumer: "Your connection is too slow.",
+  heartbeat_timeout: "The connection timed out.",
+  server_shutting_down: "The server is restarting.",
+  unavailable: "The server is busy: try again in a moment.",
+  internal_error: "Something went wrong on our side.",
+  not_connected: "Not connected right now: reconnecting.",
+  timeout: "The server did not answer in time.",
+};
+
+// Where a code means something more precise.
+const WORDS_IN = {
+  chat: {
+    invalid_message: "Messages must be 1 to 500 characters (no control characters).",
+    message_too_large: "That message is too long.",
+    forbidden: "Join a guild or party to chat there.",
+    not_found: "That player does not exist any more.",
+  },
+  combat: {
+    not_found: "That fight or monster does not exist any more.",
+    forbidden: "You are not in this fight.",
+    invalid_message: "Pick between 1 and 6 monsters.",
+  },
+  world: {
+    not_found: "That zone does not exist any more.",
+    forbidden: "Another window controls your player.",
+    invalid_message: "You cannot go there.",
+  },
+  status: { invalid_message: "That status does not exist." },
+};
+
+// An error frame (or a ServerError) as one sentence for a player.
+export function describeError(error, context = "") {
+  const code = error.code || "internal_error";
+  let text = WORDS_IN[context]?.[code] || WORDS[code] || WORDS.internal_error;
+  const until = error.details && !Array.isArray(error.details) ? error.details.until : undefined;
+  if ((code === "muted" || code === "banned") && until) text = text.replace(/\.$/, ` until ${shortClock(until)}.`);
+  if (code === "not_your_turn" && error.message === "Your turn timed out.") text = "Your turn timed out.";
   return text;
+}
+
+// The one notice about the session itself (banned, kicked, sign-in refused), under the top bar:
+// every connection closing for the same reason says so once.
+// With `keep`, a notice already shown stays (the moderator's words beat the bare close).
+export function sessionNotice(text, { keep = false } = {}) {
+  const box = $("#session-notice");
+  if (!text) {
+    box.hidden = true;
+    return;
+  }
+  if (keep && !box.hidden) return;
+  $(".session-text", box).textContent = text;
+  box.hidden = false;
 }

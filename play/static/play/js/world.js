@@ -1,6 +1,6 @@
 // The world panel (/ws/world): a canvas of the area around the player, the players nearby
 // (kept as docs/protocol.md, "Keeping a client's picture right", says), and walking with the
-// arrow keys or WASD.
+// arrow keys or WASD, or towards where the map is tapped or dragged.
 
 import { DOT_RADIUS, layOut } from "./layout.js";
 import { CONNECTION_ERRORS } from "./socket.js";
@@ -23,6 +23,10 @@ const DEFAULT_ZONE_COLOUR = "#2a3340";
 const SELF_COLOUR = "#ffd166";
 const AWAY_COLOUR = "rgba(255, 209, 102, 0.45)"; // our player, held by another window
 const OTHER_COLOUR = "#6fb3ff";
+// The map's drawing size: 640×320 where there is room; on a narrow screen it is drawn at the
+// size it is shown (in CSS pixels, sharp on dense screens), so names stay readable.
+const WIDE = { width: 640, height: 320 };
+const NARROW_BELOW_PX = 560;
 
 export class World {
   constructor(socket, { config, me, log, onWhisper }) {
@@ -41,10 +45,15 @@ export class World {
     this.fan = new Map(); // key → {dx, dy}: how far a dot is drawn from its place, eased
     this.picture = ""; // what the canvas shows, as JSON in its data-picture (for tests)
     this.keys = new Set();
+    this.target = null; // {x, y}: where a tap or a drag on the map asks to walk
+    this._dragging = false;
     this.moves = 0;
 
     this.canvas = $("#world-canvas");
     this.context = this.canvas.getContext("2d");
+    this.view = { ...WIDE }; // the drawing's size in its own pixels
+    // Also when the panel first appears (the page starts hidden behind the login form).
+    new ResizeObserver(() => this._fit()).observe(this.canvas);
     this.list = $("#world-players");
     this.position = $("#world-position");
     this.banner = $("#world-banner");
@@ -56,6 +65,11 @@ export class World {
     window.addEventListener("keydown", (event) => this._key(event, true));
     window.addEventListener("keyup", (event) => this._key(event, false));
     window.addEventListener("blur", () => this.keys.clear());
+    this.canvas.addEventListener("pointerdown", (event) => this._pointed(event, true));
+    this.canvas.addEventListener("pointermove", (event) => {
+      if (this._dragging) this._pointed(event, false);
+    });
+    for (const end of ["pointerup", "pointercancel"]) window.addEventListener(end, () => (this._dragging = false));
     setInterval(() => this._step(), MOVE_TICK_MS);
     requestAnimationFrame(() => this._frame());
 
@@ -78,10 +92,11 @@ export class World {
   // after a reconnect or from another window.
   async enter(zoneName) {
     this.keys.clear();
+    this.target = null;
     try {
       await this.socket.request({ type: "zone_change", zone: zoneName });
     } catch (error) {
-      if (error.code !== "not_connected") this._banner(describeError(error));
+      if (error.code !== "not_connected") this._banner(describeError(error, "world"));
       this.zoneSelect.value = this.zone;
     }
   }
@@ -144,6 +159,7 @@ export class World {
   _takenOver() {
     this.controlling = false;
     this.keys.clear();
+    this.target = null;
     this._banner("Another window took over your player.", "Take it back", () => this.enter(this.zone));
     this.renderPosition();
   }
@@ -176,7 +192,7 @@ export class World {
       this.self = { x: details.x, y: details.y }; // too long a step: resume where the server has us
       return true;
     }
-    this._banner(describeError(frame));
+    this._banner(describeError(frame, "world"));
     return true;
   }
 
@@ -195,19 +211,60 @@ export class World {
     event.preventDefault(); // arrows would scroll the page
     if (down) this.keys.add(key);
     else this.keys.delete(key);
+    this.target = null; // keys take over from a tap
+  }
+
+  // A tap or drag on the map: walk towards that point (the map is centred on where we stand).
+  _pointed(event, start) {
+    if (!this.self || !this.controlling) return;
+    if (start) {
+      this._dragging = true;
+      this.canvas.setPointerCapture?.(event.pointerId);
+      // The map has the player's attention now: the keys walk (not type into the chat box).
+      if (document.activeElement?.closest?.("input, textarea")) document.activeElement.blur();
+    }
+    const rect = this.canvas.getBoundingClientRect();
+    const px = ((event.clientX - rect.left) * this.view.width) / rect.width;
+    const py = ((event.clientY - rect.top) * this.view.height) / rect.height;
+    const scale = this._scale();
+    const zone = this.zones.get(this.zone);
+    const clamp = (value, low, high) => Math.min(Math.max(value, low), high);
+    this.target = {
+      x: clamp(this.drawn.x + (px - this.view.width / 2) / scale, zone.min_x, zone.max_x),
+      y: clamp(this.drawn.y + (py - this.view.height / 2) / scale, zone.min_y, zone.max_y),
+    };
+  }
+
+  // Where the next step heads: the keys held, else the point tapped. [dx, dy] or null.
+  _heading() {
+    if (this.keys.size) {
+      let dx = 0;
+      let dy = 0;
+      for (const key of this.keys) {
+        dx += KEYS[key][0];
+        dy += KEYS[key][1];
+      }
+      return [dx, dy];
+    }
+    if (!this.target) return null;
+    const dx = this.target.x - this.self.x;
+    const dy = this.target.y - this.self.y;
+    if (Math.hypot(dx, dy) < 0.5) {
+      this.target = null;
+      return null;
+    }
+    return [dx, dy];
   }
 
   _step() {
-    if (!this.keys.size || !this.controlling || !this.self || this.socket.state !== "open") return;
-    let dx = 0;
-    let dy = 0;
-    for (const key of this.keys) {
-      dx += KEYS[key][0];
-      dy += KEYS[key][1];
-    }
+    if (!this.controlling || !this.self || this.socket.state !== "open") return;
+    const heading = this._heading();
+    if (!heading) return;
+    const [dx, dy] = heading;
     const length = Math.hypot(dx, dy);
     if (!length) return;
-    const step = Math.min(this.config.max_step, (SPEED * MOVE_TICK_MS) / 1000);
+    let step = Math.min(this.config.max_step, (SPEED * MOVE_TICK_MS) / 1000);
+    if (!this.keys.size) step = Math.min(step, length); // stop on the point tapped
     const zone = this.zones.get(this.zone);
     const clamp = (value, low, high) => Math.min(Math.max(value, low), high);
     const x = Math.round(clamp(this.self.x + (dx / length) * step, zone.min_x, zone.max_x) * 10) / 10;
@@ -263,10 +320,27 @@ export class World {
     requestAnimationFrame(() => this._frame());
   }
 
+  // Canvas pixels per world unit: the circle of sight fills most of the map's height.
+  _scale() {
+    return Math.min(this.view.width, this.view.height) / (this.config.nearby_radius * 2.5);
+  }
+
+  _fit() {
+    const shown = this.canvas.clientWidth; // its CSS width is the panel's: the drawing size does not change it
+    const narrow = shown > 0 && shown < NARROW_BELOW_PX;
+    const view = narrow ? { width: Math.round(shown), height: Math.round(shown * 0.62) } : { ...WIDE };
+    const ratio = narrow ? Math.min(window.devicePixelRatio || 1, 2) : 1;
+    if (view.width === this.view.width && view.height === this.view.height && ratio === this.ratio) return;
+    this.view = view;
+    this.ratio = ratio;
+    this.canvas.width = Math.round(view.width * ratio);
+    this.canvas.height = Math.round(view.height * ratio);
+    this.context.setTransform(ratio, 0, 0, ratio, 0, 0);
+  }
+
   _draw() {
-    const { canvas, context: g } = this;
-    const width = canvas.width;
-    const height = canvas.height;
+    const { context: g } = this;
+    const { width, height } = this.view;
     const radius = this.config.nearby_radius;
     g.fillStyle = "#0c0f14";
     g.fillRect(0, 0, width, height);
@@ -280,7 +354,7 @@ export class World {
     // Ease the drawn positions towards the latest ones: moves arrive a few times a second.
     this.drawn.x += (this.self.x - this.drawn.x) * 0.35;
     this.drawn.y += (this.self.y - this.drawn.y) * 0.35;
-    const scale = Math.min(width, height) / (radius * 2.5);
+    const scale = this._scale();
     const toScreen = (x, y) => [width / 2 + (x - this.drawn.x) * scale, height / 2 + (y - this.drawn.y) * scale];
 
     const [zx0, zy0] = toScreen(zone.min_x, zone.min_y);

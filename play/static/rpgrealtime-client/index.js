@@ -1,0 +1,12 @@
+// A copy of clients/js/src (scripts/sync-play.mjs): edit the original, then sync.
+// @rpgrealtime/client: a client for rpgrealtime's WebSocket endpoints (docs/clients.md).
+
+export { ConnectionRefused, RealtimeClient, ServerError } from "./client.js";
+export { jwtClaims, renewalDelayMs } from "./jwt.js";
+export { Backoff, CloseCode, closeAction } from "./rules.js";
+export { StreamTracker } from "./streams.js";
+
+/** `wss://host` (or `ws://`) for a page served from `location`: the endpoints live beside it. */
+export function websocketBase(location = globalThis.location) {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
+}
