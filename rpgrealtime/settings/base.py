@@ -263,6 +263,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# The play page imports the JavaScript client library from where it lives in the repository.
+STATICFILES_DIRS = [("rpgrealtime-client", BASE_DIR / "clients" / "js" / "src")]
 WHITENOISE_USE_FINDERS = True  # serve straight from the apps without collectstatic in development
 
 LANGUAGE_CODE = "en-us"

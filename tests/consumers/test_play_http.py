@@ -17,6 +17,7 @@ from tests.support.world import create_default_zones
 pytestmark = pytest.mark.django_db(transaction=True)
 
 STATIC = Path(__file__).resolve().parents[2] / "play" / "static" / "play" / "js"
+ROOT = Path(__file__).resolve().parents[2]
 MODULES = ("api", "socket", "chat", "world", "combat", "game", "app", "ui")
 
 
@@ -76,8 +77,11 @@ def test_client_code_never_puts_a_token_in_a_url():
         assert "token=" not in source, module
         assert not re.search(r"[?&]access", source), module
     socket_source = (STATIC / "socket.js").read_text()
-    assert 'new WebSocket(this.url, ["bearer", token])' in socket_source
     assert "this.url = `${base}/ws/${name}`" in socket_source
+    # The page connects through the client library, which offers the token as a subprotocol.
+    library = (ROOT / "clients" / "js" / "src" / "client.js").read_text()
+    assert 'new this._WebSocket(this.url, ["bearer", token])' in library
+    assert "token=" not in library
 
 
 def test_roster_needs_a_token():
