@@ -316,7 +316,7 @@ async def test_moving_before_entering_a_zone_is_forbidden():
 
 
 async def test_movement_rate_limit_is_per_user_across_connections(settings):
-    settings.WORLD_MOVE_RATE_LIMIT = 3
+    settings.WORLD_MOVE_RATE_LIMIT = 5  # zone changes count as moves (docs/protocol.md §3)
     settings.WORLD_MOVE_RATE_WINDOW = 60
     first = await player()
     second = await player(first.user)
@@ -325,7 +325,9 @@ async def test_movement_rate_limit_is_per_user_across_connections(settings):
     await enter(second)  # takes the player over
     await move(second, 503, 500)
     error = await error_for(second, {"type": "player_movement", "zone": TOWN, "x": 504, "y": 500})
-    assert error["code"] == "rate_limited" and error["details"] == {"limit": 3, "window_seconds": 60}
+    assert error["code"] == "rate_limited" and error["details"] == {"limit": 5, "window_seconds": 60}
+    refused = await second.request({"type": "zone_change", "zone": TOWN})
+    assert refused["code"] == "rate_limited" and refused["details"]["limit"] == 5
 
 
 async def test_a_second_connection_takes_the_player_over():

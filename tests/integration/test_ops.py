@@ -14,20 +14,13 @@ from accounts.models import User
 from realtime.models import Connection
 from tests.support.cluster import WsClient
 from tests.support.db import db
+from tests.support.faults import staff_token
 from tests.support.ops import AdminSession, manage
 from tests.support.users import PASSWORD, make_user
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-async def staff_token(server, name: str) -> str:
-
-    user_id, _ = await asyncio.to_thread(server.register, name)
-    await db(User.objects.filter(pk=user_id).update)(is_staff=True)
-    _, tokens = await asyncio.to_thread(
-        server.request, "POST", "/api/v1/auth/token/", {"username": name, "password": PASSWORD}
-    )
-    return tokens["access"]
 
 
 async def until_recorded(*clients: WsClient, timeout: float = 10.0) -> None:
@@ -52,7 +45,7 @@ async def test_health_round_trips_through_redis_on_every_instance(cluster):
 
 async def test_metrics_show_this_instance_and_the_whole_cluster(cluster, unique):
     a, b = cluster[0], cluster[1]
-    token = await staff_token(a, unique("staff"))
+    token = (await staff_token(a, unique("staff")))[1]
     status, _ = await asyncio.to_thread(a.request, "GET", "/api/v1/websocket/metrics")
     assert status == 401
     _, player = await asyncio.to_thread(a.register, unique("p"))
@@ -110,7 +103,7 @@ async def test_prometheus_exposition_on_an_instance(cluster):
 
 async def test_publish_on_one_instance_reaches_every_target_on_the_other(cluster, unique):
     a, b = cluster[0], cluster[1]
-    token = await staff_token(a, unique("staff"))
+    token = (await staff_token(a, unique("staff")))[1]
     member_id, member = await asyncio.to_thread(b.register, unique("m"))
     _, outsider = await asyncio.to_thread(b.register, unique("o"))
     _, guild = await asyncio.to_thread(b.request, "POST", "/api/v1/guilds/", {"name": unique("G")}, member)
@@ -141,8 +134,8 @@ async def test_publish_on_one_instance_reaches_every_target_on_the_other(cluster
     assert await world.nothing_of("world_event", 0.5)
     await publish(f"guild:{guild['id']}", {"type": "game_state", "key": "guild", "value": 1})
     assert (await game.recv_type("game_state", key="guild"))["value"] == 1
-    await publish(f"guild:{guild['id']}", {"type": "chat_message", "channel": "guild", "content": "hear ye"})
-    assert (await chat.recv_type("chat_message"))["content"] == "hear ye"
+    await publish(f"guild:{guild['id']}", {"type": "guild_notice", "text": "hear ye"})
+    assert (await game.recv_type("guild_notice"))["text"] == "hear ye"
     await publish(f"party:{party['id']}", {"type": "game_state", "key": "party", "value": 2})
     assert (await game.recv_type("game_state", key="party"))["value"] == 2
     body = await publish(f"user:{member_id}", {"type": "achievement", "user_id": member_id, "achievement": "x"})
@@ -157,7 +150,7 @@ async def test_publish_on_one_instance_reaches_every_target_on_the_other(cluster
 
 async def test_publish_failures_over_http(cluster, unique):
     a = cluster[0]
-    token = await staff_token(a, unique("staff"))
+    token = (await staff_token(a, unique("staff")))[1]
     _, player = await asyncio.to_thread(a.register, unique("p"))
     good = {"target": "game", "message": {"type": "game_state", "key": "k", "value": 1}}
     cases = [
