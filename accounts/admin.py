@@ -1,10 +1,10 @@
-"""Admin for players, guilds and parties."""
+"""Admin for players, guilds, parties and invitations."""
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from accounts import services
-from accounts.models import Guild, Party, User
+from accounts.models import Guild, Invitation, Party, User
 from realtime.admin.chat import user_moderation_actions
 
 
@@ -46,11 +46,39 @@ class UserAdmin(DjangoUserAdmin):
 
 @admin.register(Guild)
 class GuildAdmin(MembersLeaveOnDelete, admin.ModelAdmin):
-    list_display = ("name", "created_by", "created_at")
+    list_display = ("name", "open", "leader", "created_by", "created_at")
+    list_filter = ("open",)
     search_fields = ("name",)
+    raw_id_fields = ("leader", "created_by")
 
 
 @admin.register(Party)
 class PartyAdmin(MembersLeaveOnDelete, admin.ModelAdmin):
-    list_display = ("name", "leader", "created_at")
+    list_display = ("name", "open", "leader", "created_at")
+    list_filter = ("open",)
     search_fields = ("name",)
+    raw_id_fields = ("leader",)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Pending invitations. Leaders invite through the API (which notifies the player); staff can
+    only look and withdraw, which also withdraws the kept `invitation` event."""
+
+    list_display = ("invitee", "kind", "group", "invited_by", "created_at", "expires_at")
+    list_select_related = ("invitee", "invited_by", "guild", "party")
+    search_fields = ("invitee__username", "guild__name", "party__name")
+    readonly_fields = ("guild", "party", "invitee", "invited_by", "created_at", "expires_at")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def delete_model(self, request, obj):
+        services.invitation_withdraw(invitation=obj)
+
+    def delete_queryset(self, request, queryset):
+        for invitation in queryset:
+            services.invitation_withdraw(invitation=invitation)

@@ -2,6 +2,8 @@
 
 from django.apps import AppConfig
 
+from accounts import checks  # noqa: F401  (registers the settings checks with Django)
+
 
 class AccountsConfig(AppConfig):
     name = "accounts"

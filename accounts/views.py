@@ -1,6 +1,9 @@
-"""HTTP routes for players: register, JWT token pair and refresh, me, guilds, parties (§8)."""
+"""HTTP routes for players: register, JWT token pair and refresh, me, guilds, parties, invitations (§8)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -13,7 +16,17 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import services
-from accounts.serializers import NameSerializer, RegisterSerializer, group_summary, me
+from accounts.models import GUILD, PARTY
+from accounts.serializers import (
+    GroupCreateSerializer,
+    InvitationCreateSerializer,
+    RefreshSerializer,
+    RegisterSerializer,
+    group_created,
+    group_summary,
+    invitation_summary,
+    me,
+)
 from accounts.throttling import ResilientScopedRateThrottle
 
 User = get_user_model()
@@ -50,56 +63,75 @@ class RefreshView(TokenRefreshView):
     authentication_classes = ()
     throttle_classes = [ResilientScopedRateThrottle]
     throttle_scope = "auth_token"
+    serializer_class = RefreshSerializer
 
 
 class MeView(APIView):
     def get(self, request: Request) -> Response:
         user = User.objects.select_related("guild", "party").get(pk=request.user.pk)
-        return Response(me(user))
+        return Response(me(user, services.invitations_pending(user=user)))
 
 
-def _membership_response(call) -> Response:
-    try:
-        result = call()
-    except services.MembershipError as exc:
-        return Response({"detail": str(exc)}, status=exc.status)
-    return Response(group_summary(result) if result is not None else {"detail": "left"}, status=status.HTTP_200_OK)
+# --- guilds and parties ---------------------------------------------------------------------------
 
 
-class GuildCreateView(APIView):
-    def post(self, request: Request) -> Response:
-        serializer = NameSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+class MembershipView(APIView):
+    """The membership routes: throttled per user (`MEMBERSHIP_THROTTLE`), since each one moves
+    open connections on every instance and may notify other players."""
+
+    throttle_classes = [ResilientScopedRateThrottle]
+    throttle_scope = "membership"
+    kind = GUILD
+
+    def answer(self, call: Callable[[], Any], *, created: bool = False) -> Response:
         try:
-            guild = services.guild_create(user=request.user, name=serializer.validated_data["name"])
+            result = call()
         except services.MembershipError as exc:
             return Response({"detail": str(exc)}, status=exc.status)
-        return Response(group_summary(guild), status=status.HTTP_201_CREATED)
+        if created:
+            return Response(result, status=status.HTTP_201_CREATED)
+        return Response(group_summary(result) if result is not None else {"detail": "left"}, status=status.HTTP_200_OK)
 
 
-class GuildJoinView(APIView):
-    def post(self, request: Request, guild_id) -> Response:
-        return _membership_response(lambda: services.guild_join(user=request.user, guild_id=guild_id))
-
-
-class GuildLeaveView(APIView):
+class GroupCreateView(MembershipView):
     def post(self, request: Request) -> Response:
-        return _membership_response(lambda: services.guild_leave(user=request.user))
-
-
-class PartyCreateView(APIView):
-    def post(self, request: Request) -> Response:
-        serializer = NameSerializer(data=request.data or {"name": f"{request.user.username}'s party"})
+        body = request.data
+        if self.kind == PARTY and isinstance(body, Mapping) and not body.get("name"):
+            # A party is often formed on the spot: it may go without a name.
+            body = {**body, "name": f"{request.user.username}'s party"}
+        serializer = GroupCreateSerializer(data=body)
         serializer.is_valid(raise_exception=True)
-        party = services.party_create(user=request.user, name=serializer.validated_data["name"])
-        return Response(group_summary(party), status=status.HTTP_201_CREATED)
+        create = services.guild_create if self.kind == GUILD else services.party_create
+        return self.answer(lambda: group_created(create(user=request.user, **serializer.validated_data)), created=True)
 
 
-class PartyJoinView(APIView):
-    def post(self, request: Request, party_id) -> Response:
-        return _membership_response(lambda: services.party_join(user=request.user, party_id=party_id))
+class GroupJoinView(MembershipView):
+    def post(self, request: Request, group_id) -> Response:
+        if self.kind == GUILD:
+            return self.answer(lambda: services.guild_join(user=request.user, guild_id=group_id))
+        return self.answer(lambda: services.party_join(user=request.user, party_id=group_id))
 
 
-class PartyLeaveView(APIView):
+class GroupLeaveView(MembershipView):
     def post(self, request: Request) -> Response:
-        return _membership_response(lambda: services.party_leave(user=request.user))
+        leave = services.guild_leave if self.kind == GUILD else services.party_leave
+        return self.answer(lambda: leave(user=request.user))
+
+
+class InvitationCreateView(MembershipView):
+    def post(self, request: Request, group_id) -> Response:
+        serializer = InvitationCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        whom = serializer.validated_data
+        return self.answer(
+            lambda: invitation_summary(
+                services.invitation_create(
+                    inviter=request.user,
+                    kind=self.kind,
+                    group_id=group_id,
+                    invitee_id=whom.get("user_id"),
+                    username=whom.get("username", ""),
+                )
+            ),
+            created=True,
+        )

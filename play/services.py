@@ -15,6 +15,7 @@ from django.db.models import Count
 
 from accounts import services as accounts
 from accounts.models import Guild, Party
+from accounts.serializers import invitation_summary
 from realtime.features import presence
 
 User = get_user_model()
@@ -42,11 +43,15 @@ class SeedReport:
     existing: list[str] = field(default_factory=list)
     guild: str = ""
     party: str = ""
+    not_joined: list[str] = field(default_factory=list)  # "<player>: <why>"
 
 
 def demo_seed() -> SeedReport:
     """Create the demo players, guild and party. Idempotent: existing players keep their
-    password, guild and party; only what is missing is added."""
+    password, guild and party; only what is missing is added.
+
+    The Demo Guild and Demo Party are open (docs/protocol.md §8), so anyone trying the demo can
+    join them without an invitation; a demo guild or party from before invitations is opened."""
     report = SeedReport()
     players = {}
     for username in DEMO_USERNAMES:
@@ -61,30 +66,45 @@ def demo_seed() -> SeedReport:
     guild = _demo_guild(founder=players[DEMO_USERNAMES[0]])
     for user in players.values():
         if user.guild_id is None:
-            accounts.guild_join(user=user, guild_id=guild.pk)
+            _demo_join(report, user.username, lambda user=user: accounts.guild_join(user=user, guild_id=guild.pk))
     report.guild = guild.name
 
     leader, *members = (players[name] for name in DEMO_PARTY_MEMBERS)
     leader.refresh_from_db(fields=["party"])
     party = leader.party
     if party is None:
-        party = accounts.party_create(user=leader, name=DEMO_PARTY)
+        party = accounts.party_create(user=leader, name=DEMO_PARTY, open=True)
+    elif party.name == DEMO_PARTY and not party.open:
+        Party.objects.filter(pk=party.pk).update(open=True)
+        party.open = True
     for user in members:
         user.refresh_from_db(fields=["party"])
         if user.party_id is None:
-            accounts.party_join(user=user, party_id=party.pk)
+            _demo_join(report, user.username, lambda user=user: accounts.party_join(user=user, party_id=party.pk))
     report.party = party.name
     return report
+
+
+def _demo_join(report: SeedReport, username: str, join: Any) -> None:
+    # The leader's own party may be another, invitation-only or full: the player stays out of it.
+    try:
+        join()
+    except accounts.MembershipError as exc:
+        report.not_joined.append(f"{username}: {exc}")
 
 
 def _demo_guild(*, founder: Any) -> Guild:
     guild = Guild.objects.filter(name__iexact=DEMO_GUILD).first()
     if guild is not None:
+        if not guild.open:
+            Guild.objects.filter(pk=guild.pk).update(open=True)
+            guild.open = True
         return guild
     if founder.guild_id is None:
-        return accounts.guild_create(user=founder, name=DEMO_GUILD)
-    # The founder is already elsewhere: create the guild without moving them.
-    return Guild.objects.create(name=DEMO_GUILD, created_by=founder)
+        return accounts.guild_create(user=founder, name=DEMO_GUILD, open=True)
+    # The founder is already elsewhere: create the guild without moving them (its first member
+    # to join leads it).
+    return Guild.objects.create(name=DEMO_GUILD, open=True, created_by=founder)
 
 
 def bot_username(index: int) -> str:
@@ -96,7 +116,7 @@ def bot_username(index: int) -> str:
 def demo_bots_ensure(*, count: int) -> list[Any]:
     """The bot players, created when missing with no usable password: the bot runner signs
     their tokens itself, so nobody can log in as a bot. They join the demo guild when it
-    exists and they are in none, so guild members see their presence and guild chat."""
+    exists, is open and they are in none, so guild members see their presence and guild chat."""
     if not 1 <= count <= MAX_BOTS:
         raise ValueError(f"count must be between 1 and {MAX_BOTS}")
     guild = Guild.objects.filter(name__iexact=DEMO_GUILD).first()
@@ -108,7 +128,7 @@ def demo_bots_ensure(*, count: int) -> list[Any]:
             user = User(username=username)
             user.set_unusable_password()
             user.save()
-        if guild is not None and user.guild_id is None:
+        if guild is not None and guild.open and user.guild_id is None:
             accounts.guild_join(user=user, guild_id=guild.pk)
         bots.append(user)
     return bots
@@ -118,26 +138,30 @@ def demo_bots_ensure(*, count: int) -> list[Any]:
 
 
 def roster_for(*, user_id: Any) -> dict[str, Any]:
-    """The player's guild and party with each member's presence, and groups they could join."""
+    """The player's own guild and party with each member's presence, the open guilds and parties
+    they could join, and the invitations addressed to them. Invitation-only groups of others are
+    never listed: knowing one exists takes an invitation (docs/protocol.md §8)."""
     user = User.objects.select_related("guild", "party").get(pk=user_id)
     guild_members = _members(User.objects.filter(guild_id=user.guild_id)) if user.guild_id else []
     party_members = _members(User.objects.filter(party_id=user.party_id)) if user.party_id else []
     statuses = members_status([m["id"] for m in guild_members + party_members])
     for member in guild_members + party_members:
         member["status"] = statuses.get(member["id"], "offline")
-    guilds = Guild.objects.annotate(members_count=Count("members")).order_by("-members_count", "name")
+    guilds = Guild.objects.filter(open=True).annotate(members_count=Count("members")).order_by("-members_count", "name")
     parties = (
-        Party.objects.annotate(members_count=Count("members"))
+        Party.objects.filter(open=True)
+        .annotate(members_count=Count("members"))
         .filter(members_count__gt=0, members_count__lt=accounts.PARTY_MAX_SIZE)
         .order_by("-created_at")
     )
     return {
         "guild": _group(user.guild, guild_members),
-        "party": _group(user.party, party_members, leader_id=user.party.leader_id if user.party else None),
+        "party": _group(user.party, party_members),
         "guilds": [{"id": str(g.pk), "name": g.name, "members": g.members_count} for g in guilds[:ROSTER_GROUPS_LIMIT]],
         "parties": [
             {"id": str(p.pk), "name": p.name, "members": p.members_count} for p in parties[:ROSTER_GROUPS_LIMIT]
         ],
+        "invitations": [invitation_summary(i) for i in accounts.invitations_pending(user=user)],
     }
 
 
@@ -146,13 +170,11 @@ def _members(queryset: Any) -> list[dict[str, Any]]:
     return [{"id": str(pk), "username": username} for pk, username in rows]
 
 
-def _group(group: Any, members: list[dict[str, Any]], leader_id: Any = None) -> dict[str, Any] | None:
+def _group(group: Guild | Party | None, members: list[dict[str, Any]]) -> dict[str, Any] | None:
     if group is None:
         return None
-    found = {"id": str(group.pk), "name": group.name, "members": members}
-    if leader_id is not None or isinstance(group, Party):
-        found["leader"] = str(leader_id) if leader_id else None
-    return found
+    leader = str(group.leader_id) if group.leader_id else None
+    return {"id": str(group.pk), "name": group.name, "open": group.open, "leader": leader, "members": members}
 
 
 def members_status(user_ids: list[str]) -> dict[str, str]:

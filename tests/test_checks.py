@@ -125,7 +125,11 @@ def test_websocket_rate_limit_accepts_what_the_consumer_accepts(good):
 @pytest.mark.parametrize("bad", ["twenty/min", "20/fortnight", "20 per minute", "", "20/min/5"])
 def test_http_throttle_rates_must_look_like_count_slash_period(settings, bad):
     rest = settings.REST_FRAMEWORK
-    for scope, name in (("auth_token", "AUTH_TOKEN_THROTTLE"), ("auth_register", "AUTH_REGISTER_THROTTLE")):
+    for scope, name in (
+        ("auth_token", "AUTH_TOKEN_THROTTLE"),
+        ("auth_register", "AUTH_REGISTER_THROTTLE"),
+        ("membership", "MEMBERSHIP_THROTTLE"),
+    ):
         rates = {**rest["DEFAULT_THROTTLE_RATES"], scope: bad}
         check_fails_naming(name, REST_FRAMEWORK={**rest, "DEFAULT_THROTTLE_RATES": rates})
 
@@ -282,6 +286,7 @@ CHECKED_ELSEWHERE = {
     "REDIS_PASSWORD": "any text",
     "REDIS_SENTINEL_PASSWORD": "any text",
     "REDIS_SENTINEL_MASTER": "the settings refuse sentinels without it",
+    "MEMBERSHIP_THROTTLE": "accounts/checks.py, next to the routes it throttles",
 }
 
 

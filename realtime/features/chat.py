@@ -201,7 +201,9 @@ def chat_history_page(
     if channel == "private":
         _not_yourself(reader, with_user)
         User = get_user_model()
-        if not User.objects.filter(pk=with_user).exists():
+        # A deactivated account answers exactly like a deleted one: telling them apart would let
+        # anyone probe which accounts exist (docs/protocol.md §5).
+        if not User.objects.filter(pk=with_user, is_active=True).exists():
             raise ProtocolError(ErrorCode.NOT_FOUND, "No such user.", **{"with": with_user})
     conversation = conversation_key(channel, scope_id=scope_id, user_a=reader.user_id, user_b=with_user)
     visible = ChatMessage.objects.filter(conversation=conversation, deleted_at=None)

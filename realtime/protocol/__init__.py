@@ -151,6 +151,7 @@ def validation_details(error: ValidationError) -> list[dict[str, str]]:
 EVENT_ENDPOINTS: dict[str, frozenset[str]] = {
     "player_status": frozenset({"game"}),
     "membership_changed": frozenset({"game"}),
+    "invitation": frozenset({"game"}),
     "achievement": frozenset({"game"}),
     "system_announcement": frozenset({"game"}),
     "game_state": frozenset({"game"}),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
 from realtime.protocol import ClientFrame
+from realtime.protocol.text import visible_text
 
 CHANNELS = ("global", "guild", "party", "private")
 Channel = Literal["global", "guild", "party", "private"]
@@ -24,10 +24,6 @@ MAX_DURATION_SECONDS = 10 * 365 * 24 * 3600
 MODERATION_ACTIONS = ("mute", "unmute", "ban", "unban", "kick", "delete_message")
 USER_ACTIONS = frozenset({"mute", "unmute", "ban", "unban", "kick"})
 
-# C0 controls other than tab and newline, DEL and C1 controls: invisible, and some terminals
-# and log viewers act on them. Chat text has no use for them.
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
 
 def _uuid(value: str) -> str:
     """A UUID in any of the usual spellings, returned canonical (lower case, hyphens)."""
@@ -40,13 +36,11 @@ def _uuid(value: str) -> str:
 
 
 def _content(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be empty or only whitespace")
+    # The rule every text shown to other players follows (realtime/protocol/text.py): no
+    # bidirectional overrides, no control characters but tab and newline, something visible.
+    value = visible_text(value, multiline=True)
     if len(value) > MAX_CONTENT_LENGTH:
         raise ValueError(f"must be at most {MAX_CONTENT_LENGTH} characters after trimming")
-    if _CONTROL_CHARACTERS.search(value):
-        raise ValueError("must not contain control characters (tab and newline are fine)")
     return value
 
 

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_prometheus",
     "channels",
+    "axes",
     "accounts",
     "realtime",
     "play",
@@ -82,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns an admin login refused by the lockout below into its answer (429); last, as axes asks.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -183,6 +186,9 @@ REST_FRAMEWORK = {
         # Brute-force protection on the token route, per client address.
         "auth_token": env.str("AUTH_TOKEN_THROTTLE", default="20/min"),
         "auth_register": env.str("AUTH_REGISTER_THROTTLE", default="20/hour"),
+        # Guild and party routes (create, join, leave, invite), per user: each one moves open
+        # connections on every instance, and an invitation notifies another player.
+        "membership": env.str("MEMBERSHIP_THROTTLE", default="30/min"),
     },
     "NUM_PROXIES": env.int_or_raw("NUM_PROXIES", default=0),
 }
@@ -252,6 +258,23 @@ WORLD_RESUME_SECONDS = env.float_or_raw("WORLD_RESUME_SECONDS", default=300.0)
 PARTY_MAX_SIZE = env.int_or_raw("PARTY_MAX_SIZE", default=5)
 # Failed admin logins for one username from one address within 15 minutes before refusals.
 ADMIN_LOGIN_FAILURE_LIMIT = env.int_or_raw("ADMIN_LOGIN_FAILURE_LIMIT", default=10)
+
+# --- Admin login lockout (django-axes, docs/operations.md "Admin") ----------------------------
+# Only /admin/login/ is watched: the token route has its own throttle and answers 401, and game
+# players never go through the admin. Attempts are counted in the database (shared by every
+# instance, PostgreSQL or SQLite, and still counted while Redis is down).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out username and address first
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "accounts.lockout.AdminLoginHandler"
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = ADMIN_LOGIN_FAILURE_LIMIT
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # this username from this address
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+# Attempts during a lockout do not extend it: it ends 15 minutes after the failure that caused it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_VERBOSE = False  # no banner in every process's log at start
 
 INSTANCE_ID = env.str("INSTANCE_ID", default=f"{socket.gethostname()}:{os.getpid()}")
 

@@ -14,7 +14,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts.models import Guild, Party, User
 from tests.support.communicator import connect
 from tests.support.db import db
-from tests.support.users import PASSWORD, access_token, make_user
+from tests.support.users import PASSWORD, access_token, make_user, refresh_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,6 +49,7 @@ def test_register_then_token_then_me():
         "is_moderator": False,
         "guild": None,
         "party": None,
+        "invitations": [],
     }
     refreshed = post(client, "/api/v1/auth/token/refresh/", {"refresh": tokens["refresh"]})
     assert refreshed.status_code == 200 and "access" in refreshed.json()
@@ -79,6 +80,19 @@ def test_register_refuses_a_taken_name_case_insensitively():
     make_user("Dana")
     response = post(Client(), "/api/v1/auth/register/", {"username": "dana", "password": PASSWORD})
     assert response.status_code == 409
+
+
+def test_refreshing_a_token_of_a_deleted_or_deactivated_user_is_401():
+    gone, idle = make_user("gone"), make_user("idle")
+    gone_refresh, idle_refresh = refresh_token(gone), refresh_token(idle)
+    gone.delete()
+    User.objects.filter(pk=idle.pk).update(is_active=False)
+    client = Client()
+    for refresh in (gone_refresh, idle_refresh):
+        response = post(client, "/api/v1/auth/token/refresh/", {"refresh": refresh})
+        assert response.status_code == 401, response.content
+        # The same answer for both: which accounts were deleted is nobody's business.
+        assert response.json() == {"detail": "No active account found for the given token."}
 
 
 def test_token_refuses_bad_credentials_and_inactive_users():
@@ -122,8 +136,12 @@ def test_token_route_is_throttled_per_address(monkeypatch):
 def test_guild_create_join_leave():
     alice, bob = make_user("galice"), make_user("gbob")
     client = Client()
-    created = post(client, "/api/v1/guilds/", {"name": "Knights"}, access_token(alice))
-    assert created.status_code == 201 and created.json()["name"] == "Knights"
+    created = post(client, "/api/v1/guilds/", {"name": "Knights", "open": True}, access_token(alice))
+    assert created.status_code == 201 and created.json() == {
+        "id": created.json()["id"],
+        "name": "Knights",
+        "open": True,
+    }
     guild_id = created.json()["id"]
     assert User.objects.get(pk=alice.pk).guild_id == uuid.UUID(guild_id)
     assert post(client, "/api/v1/guilds/", {"name": "knights"}, access_token(bob)).status_code == 409
@@ -142,7 +160,7 @@ def test_guild_create_join_leave():
 def test_party_size_limit_leader_handover_and_end():
     leader, *others = [make_user(f"party{i}") for i in range(6)]
     client = Client()
-    party_id = post(client, "/api/v1/parties/", {"name": "Heroes"}, access_token(leader)).json()["id"]
+    party_id = post(client, "/api/v1/parties/", {"name": "Heroes", "open": True}, access_token(leader)).json()["id"]
     for member in others[:4]:
         assert post(client, f"/api/v1/parties/{party_id}/join/", None, access_token(member)).status_code == 200
     full = post(client, f"/api/v1/parties/{party_id}/join/", None, access_token(others[4]))
@@ -166,7 +184,7 @@ def test_party_without_a_name_gets_one():
 async def test_guild_join_moves_open_chat_connections_into_the_guild_audience():
     alice = await db(make_user)("malice")
     bob = await db(make_user)("mbob")
-    guild = await db(Guild.objects.create)(name="Movers")
+    guild = await db(Guild.objects.create)(name="Movers", open=True)
     await db(User.objects.filter(pk=alice.pk).update)(guild=guild)
     alice_chat = await connect("/ws/chat", await db(access_token)(alice))
     bob_chat = await connect("/ws/chat", await db(access_token)(bob))
@@ -196,8 +214,8 @@ async def test_guild_join_moves_open_chat_connections_into_the_guild_audience():
 
 async def test_the_other_members_hear_who_joins_and_leaves():
     alice, bob, carol = await db(make_user)("nalice"), await db(make_user)("nbob"), await db(make_user)("ncarol")
-    first = await db(Guild.objects.create)(name="First")
-    second = await db(Guild.objects.create)(name="Second")
+    first = await db(Guild.objects.create)(name="First", open=True)
+    second = await db(Guild.objects.create)(name="Second", open=True)
     await db(User.objects.filter(pk=alice.pk).update)(guild=first)
     await db(User.objects.filter(pk=carol.pk).update)(guild=second)
     alice_game = await connect("/ws/game", await db(access_token)(alice))

@@ -96,6 +96,8 @@ route                  anonymous  user   moderator  banned  expired  staff_noper
 GET me                 401        200    200        200     401      200           200
 POST guilds            401        201    201        201     401      201           201
 POST guild_join        401        200    200        200     401      200           200
+POST closed_guild_join 401        403    403        403     401      403           403
+POST guild_invite      401        403    403        403     401      403           403
 POST party_leave       401        409    409        409     401      409           409
 GET health             200        200    200        200     200      200           200
 GET metrics_json       401        403    403        403     401      200           200
@@ -330,6 +332,8 @@ def http_call(route: str, ctx: dict[str, Any], client: Client, headers: dict[str
         "me": ("/api/v1/auth/me/", None),
         "guilds": ("/api/v1/guilds/", {"name": f"guild-{len(ctx['made'])}"}),
         "guild_join": (f"/api/v1/guilds/{guild_id}/join/", None),
+        "closed_guild_join": (f"/api/v1/guilds/{ctx['closed_guild_id']}/join/", None),
+        "guild_invite": (f"/api/v1/guilds/{ctx['closed_guild_id']}/invitations/", {"user_id": ctx["invitee_id"]}),
         "party_leave": ("/api/v1/parties/leave/", None),
         "health": ("/api/v1/websocket/health", None),
         "metrics_json": ("/api/v1/websocket/metrics", None),
@@ -356,7 +360,7 @@ def http_call(route: str, ctx: dict[str, Any], client: Client, headers: dict[str
 
 def test_http_routes_for_every_kind_of_caller(settings):
     settings.AUTH_TOKEN_THROTTLE = "10000/min"
-    guild = Guild.objects.create(name="Open")
+    guild = Guild.objects.create(name="Open", open=True)
     users = {
         "user": make_user(),
         "moderator": make_user(is_moderator=True),
@@ -365,7 +369,9 @@ def test_http_routes_for_every_kind_of_caller(settings):
         "staff": make_user(is_staff=True, is_superuser=True),
     }
     users["expired"] = users["user"]
-    ctx = {"guild_id": str(guild.pk), "made": []}
+    closed = Guild.objects.create(name="Closed")  # invitation-only: its leader invites, nobody else
+    Guild.objects.filter(pk=closed.pk).update(leader=make_user(guild=closed))
+    ctx = {"guild_id": str(guild.pk), "closed_guild_id": str(closed.pk), "invitee_id": str(make_user().pk), "made": []}
     roles, rows = table(HTTP)
     failures = []
     for route, expected_by_role in rows.items():

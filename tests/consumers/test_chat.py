@@ -136,7 +136,7 @@ async def test_non_members_are_forbidden(channel):
 async def test_guild_membership_changes_apply_live():
     alice, bob = await player(), await player()
     a, b = await chat(alice), await chat(bob)
-    guild = await db(accounts.guild_create)(user=alice, name="Knights")
+    guild = await db(accounts.guild_create)(user=alice, name="Knights", open=True)
     await db(accounts.guild_join)(user=bob, guild_id=guild.pk)
     await asyncio.sleep(0.3)  # the membership control reaches the connections
     await send(a, channel="guild", content="welcome")

@@ -70,7 +70,7 @@ async def test_guild_chat_follows_membership_across_instances(cluster, unique):
     _, alice = await register(a, unique("alice"))
     _, bob = await register(b, unique("bob"))
     _, carol = await register(b, unique("carol"))
-    guild = await http(a, "POST", "/api/v1/guilds/", alice, {"name": unique("Guild")})
+    guild = await http(a, "POST", "/api/v1/guilds/", alice, {"name": unique("Guild"), "open": True})
     alice_ws, bob_ws, carol_ws = await chat(a, alice), await chat(b, bob), await chat(b, carol)
     # Bob joins while connected (through the other instance's HTTP API).
     await http(a, "POST", f"/api/v1/guilds/{guild['id']}/join/", bob)
@@ -88,7 +88,7 @@ async def test_party_chat_across_instances(cluster, unique):
     _, alice = await register(a, unique("alice"))
     _, bob = await register(b, unique("bob"))
     _, carol = await register(a, unique("carol"))
-    party = await http(a, "POST", "/api/v1/parties/", alice, {"name": "raid"})
+    party = await http(a, "POST", "/api/v1/parties/", alice, {"name": "raid", "open": True})
     await http(b, "POST", f"/api/v1/parties/{party['id']}/join/", bob)
     alice_ws, bob_ws, carol_ws = await chat(a, alice), await chat(b, bob), await chat(a, carol)
     await say(bob_ws, channel="party", content="pull now")
@@ -151,7 +151,7 @@ async def test_typing_reaches_others_on_both_instances_and_never_the_sender(clus
     a, b = cluster[0], cluster[1]
     alice_id, alice = await register(a, unique("alice"))
     _, bob = await register(b, unique("bob"))
-    party = await http(a, "POST", "/api/v1/parties/", alice, {"name": "typing"})
+    party = await http(a, "POST", "/api/v1/parties/", alice, {"name": "typing", "open": True})
     await http(b, "POST", f"/api/v1/parties/{party['id']}/join/", bob)
     alice_a, alice_b, bob_a, bob_b = await chat(a, alice), await chat(b, alice), await chat(a, bob), await chat(b, bob)
     await alice_a.send({"type": "typing", "channel": "party", "is_typing": True})

@@ -98,7 +98,9 @@ async def test_presence_across_instances_and_membership_moves(cluster, unique):
     a, b = cluster[0], cluster[1]
     alice_id, alice = await asyncio.to_thread(a.register, unique("alice"))
     bob_id, bob = await asyncio.to_thread(b.register, unique("bob"))
-    status, guild = await asyncio.to_thread(a.request, "POST", "/api/v1/guilds/", {"name": unique("G")}, alice)
+    status, guild = await asyncio.to_thread(
+        a.request, "POST", "/api/v1/guilds/", {"name": unique("G"), "open": True}, alice
+    )
     assert status == 201
     alice_game = await WsClient.open(f"{a.ws}/ws/game", alice)
     # Bob joins the guild while Alice is connected: her connection must now hear about him.

@@ -34,7 +34,9 @@ async def register(server, name):
 
 
 async def form_party(server, leader_token, *member_tokens):
-    status, party = await asyncio.to_thread(server.request, "POST", "/api/v1/parties/", {"name": "band"}, leader_token)
+    status, party = await asyncio.to_thread(
+        server.request, "POST", "/api/v1/parties/", {"name": "band", "open": True}, leader_token
+    )
     assert status == 201, party
     for token in member_tokens:
         status, body = await asyncio.to_thread(

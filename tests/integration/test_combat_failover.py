@@ -39,7 +39,9 @@ async def test_survivor_fires_each_timeout_once_after_the_players_instance_was_k
     doomed, survivor = short_turn_cluster[0], short_turn_cluster[1]
     alice_id, alice = await asyncio.to_thread(doomed.register, unique("alice"))
     bob_id, bob = await asyncio.to_thread(survivor.register, unique("bob"))
-    status, party = await asyncio.to_thread(doomed.request, "POST", "/api/v1/parties/", {"name": "band"}, alice)
+    status, party = await asyncio.to_thread(
+        doomed.request, "POST", "/api/v1/parties/", {"name": "band", "open": True}, alice
+    )
     assert status == 201, party
     status, _ = await asyncio.to_thread(survivor.request, "POST", f"/api/v1/parties/{party['id']}/join/", None, bob)
     assert status == 200

@@ -93,7 +93,9 @@ async def test_database_unavailable_then_back(outage, unique):
     alice_id, alice = await asyncio.to_thread(a.register, unique("alice"))
     bob_id, bob = await asyncio.to_thread(b.register, unique("bob"))
     _, carol = await asyncio.to_thread(b.register, unique("carol"))
-    status, guild = await asyncio.to_thread(a.request, "POST", "/api/v1/guilds/", {"name": unique("G")}, alice)
+    status, guild = await asyncio.to_thread(
+        a.request, "POST", "/api/v1/guilds/", {"name": unique("G"), "open": True}, alice
+    )
     assert status == 201
     await asyncio.to_thread(b.request, "POST", f"/api/v1/guilds/{guild['id']}/join/", None, bob)
     alice_chat = await WsClient.open(f"{a.ws}/ws/chat", alice)

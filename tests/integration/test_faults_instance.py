@@ -38,7 +38,9 @@ async def test_sigkill_of_an_instance_measured(cluster2, unique):
     alice_id, alice = await asyncio.to_thread(a.register, unique("alice"))
     bob_id, bob = await asyncio.to_thread(b.register, unique("bob"))
     dave_id, dave = await asyncio.to_thread(b.register, unique("dave"))
-    status, guild = await asyncio.to_thread(a.request, "POST", "/api/v1/guilds/", {"name": unique("G")}, alice)
+    status, guild = await asyncio.to_thread(
+        a.request, "POST", "/api/v1/guilds/", {"name": unique("G"), "open": True}, alice
+    )
     for token in (bob, dave):
         await asyncio.to_thread(b.request, "POST", f"/api/v1/guilds/{guild['id']}/join/", None, token)
     alice_game = await WsClient.open(f"{a.ws}/ws/game", alice)

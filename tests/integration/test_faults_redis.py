@@ -82,7 +82,9 @@ async def test_redis_stopped_then_restarted_empty(faulty, unique):
     dave_id, dave = await asyncio.to_thread(b.register, unique("dave"))
     eve_id, eve = await asyncio.to_thread(a.register, unique("eve"))
     frank_id, frank = await asyncio.to_thread(a.register, unique("frank"))
-    status, guild = await asyncio.to_thread(a.request, "POST", "/api/v1/guilds/", {"name": unique("G")}, alice)
+    status, guild = await asyncio.to_thread(
+        a.request, "POST", "/api/v1/guilds/", {"name": unique("G"), "open": True}, alice
+    )
     assert status == 201
     await asyncio.to_thread(b.request, "POST", f"/api/v1/guilds/{guild['id']}/join/", None, bob)
 
@@ -259,7 +261,9 @@ async def test_presence_of_a_connection_closed_while_redis_hung_is_reconciled(fa
     a, b = faulty[0], faulty[1]
     alice_id, alice = await asyncio.to_thread(a.register, unique("alice"))
     bob_id, bob = await asyncio.to_thread(b.register, unique("bob"))
-    status, party = await asyncio.to_thread(a.request, "POST", "/api/v1/parties/", {"name": unique("P")}, alice)
+    status, party = await asyncio.to_thread(
+        a.request, "POST", "/api/v1/parties/", {"name": unique("P"), "open": True}, alice
+    )
     await asyncio.to_thread(b.request, "POST", f"/api/v1/parties/{party['id']}/join/", None, bob)
     bob_game = await WsClient.open(f"{b.ws}/ws/game", bob)
     alice_game = await WsClient.open(f"{a.ws}/ws/game", alice)

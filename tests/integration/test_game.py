@@ -23,7 +23,7 @@ async def guild_of(server, names):
     """Register players and put them in one new guild; returns [(user_id, token), ...]."""
     members = [await asyncio.to_thread(server.register, name) for name in names]
     status, guild = await asyncio.to_thread(
-        server.request, "POST", "/api/v1/guilds/", {"name": names[0]}, members[0][1]
+        server.request, "POST", "/api/v1/guilds/", {"name": names[0], "open": True}, members[0][1]
     )
     assert status == 201
     for _, token in members[1:]:

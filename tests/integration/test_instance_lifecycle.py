@@ -21,7 +21,9 @@ async def test_killed_instance_is_cleaned_up_by_the_survivor(django_db_blocker, 
         a, b = cluster[0], cluster[1]
         alice_id, alice = await asyncio.to_thread(a.register, unique("alice"))
         bob_id, bob = await asyncio.to_thread(b.register, unique("bob"))
-        status, party = await asyncio.to_thread(a.request, "POST", "/api/v1/parties/", {"name": "party"}, alice)
+        status, party = await asyncio.to_thread(
+            a.request, "POST", "/api/v1/parties/", {"name": "party", "open": True}, alice
+        )
         await asyncio.to_thread(b.request, "POST", f"/api/v1/parties/{party['id']}/join/", None, bob)
         watcher = await WsClient.open(f"{a.ws}/ws/game", alice)
         victim = await WsClient.open(f"{b.ws}/ws/game", bob)
@@ -51,7 +53,9 @@ async def test_sigterm_closes_with_1001_and_removes_records(django_db_blocker, u
         a, b = cluster[0], cluster[1]
         alice_id, alice = await asyncio.to_thread(a.register, unique("alice"))
         bob_id, bob = await asyncio.to_thread(a.register, unique("bob"))
-        status, party = await asyncio.to_thread(a.request, "POST", "/api/v1/parties/", {"name": "party"}, alice)
+        status, party = await asyncio.to_thread(
+            a.request, "POST", "/api/v1/parties/", {"name": "party", "open": True}, alice
+        )
         await asyncio.to_thread(a.request, "POST", f"/api/v1/parties/{party['id']}/join/", None, bob)
         watcher = await WsClient.open(f"{a.ws}/ws/game", alice)
         leaving = await WsClient.open(f"{b.ws}/ws/game", bob)

@@ -108,7 +108,9 @@ async def test_cleanup_connections_removes_what_a_killed_instance_left(own_clust
     a, b = cluster[0], cluster[1]
     alice_id, alice = await asyncio.to_thread(a.register, unique("alice"))
     bob_id, bob = await asyncio.to_thread(a.register, unique("bob"))
-    _, party = await asyncio.to_thread(a.request, "POST", "/api/v1/parties/", {"name": unique("P")}, alice)
+    _, party = await asyncio.to_thread(
+        a.request, "POST", "/api/v1/parties/", {"name": unique("P"), "open": True}, alice
+    )
     await asyncio.to_thread(a.request, "POST", f"/api/v1/parties/{party['id']}/join/", None, bob)
     watcher = await WsClient.open(f"{a.ws}/ws/game", alice)
     victim = await WsClient.open(f"{b.ws}/ws/game", bob)

@@ -34,7 +34,9 @@ async def test_killed_instance_players_leave_the_world_and_go_offline(own_cluste
     a, b = own_cluster[0], own_cluster[1]
     mate_id, mate_token = await asyncio.to_thread(a.register, unique("mate"))
     victim_id, victim_token = await asyncio.to_thread(b.register, unique("victim"))
-    status, guild = await asyncio.to_thread(a.request, "POST", "/api/v1/guilds/", {"name": unique("G")}, mate_token)
+    status, guild = await asyncio.to_thread(
+        a.request, "POST", "/api/v1/guilds/", {"name": unique("G"), "open": True}, mate_token
+    )
     assert status == 201
     await asyncio.to_thread(b.request, "POST", f"/api/v1/guilds/{guild['id']}/join/", None, victim_token)
     mate = await WsClient.open(f"{a.ws}/ws/game", mate_token)

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
+from accounts import services as accounts
 from accounts.models import Guild, Party
 from play import services
 from play.management.commands.run_demo_bots import websocket_base
@@ -128,6 +129,13 @@ def test_bots_without_a_demo_guild_stay_guildless():
     assert bot.guild_id is None
 
 
+def test_bots_stay_out_of_a_demo_guild_staff_made_invitation_only():
+    seed()
+    Guild.objects.filter(name=services.DEMO_GUILD).update(open=False)
+    (bot,) = services.demo_bots_ensure(count=1)
+    assert bot.guild_id is None
+
+
 @pytest.mark.parametrize("count", [0, -1, services.MAX_BOTS + 1])
 def test_bot_count_out_of_range_is_refused(count):
     with pytest.raises(ValueError):
@@ -200,14 +208,68 @@ async def test_roster_shows_presence_of_guild_and_party_members():
     await carol_game.close()
 
 
-def test_roster_without_groups_lists_what_to_join():
-    full = Party.objects.create(name="Full")
+def test_roster_without_groups_lists_only_open_groups_to_join():
+    full = Party.objects.create(name="Full", open=True)
     for _ in range(5):
         make_user(party=full)
-    open_party = Party.objects.create(name="Open")
+    open_party = Party.objects.create(name="Open", open=True)
     make_user(party=open_party)
-    Party.objects.create(name="Empty")
+    Party.objects.create(name="Empty", open=True)
+    closed_party = Party.objects.create(name="Closed")
+    make_user(party=closed_party)
+    Guild.objects.create(name="Open Guild", open=True)
+    make_user(guild=Guild.objects.create(name="Closed Guild"))
     loner = make_user()
     roster = services.roster_for(user_id=loner.pk)
     assert roster["guild"] is None and roster["party"] is None
-    assert [p["name"] for p in roster["parties"]] == ["Open"]  # not the full one, not the empty one
+    # Not the full one, not the empty one, and no invitation-only one: knowing it exists takes an invitation.
+    assert [p["name"] for p in roster["parties"]] == ["Open"]
+    assert [g["name"] for g in roster["guilds"]] == ["Open Guild"]
+    assert roster["invitations"] == []
+
+
+def test_roster_lists_the_invitations_addressed_to_the_caller():
+    leader, guest, bystander = make_user("lead"), make_user(), make_user()
+    guild = accounts.guild_create(user=leader, name="Hidden Hall")
+    accounts.invitation_create(inviter=leader, kind="guild", group_id=guild.pk, invitee_id=guest.pk)
+    roster = services.roster_for(user_id=guest.pk)
+    assert roster["guilds"] == []  # invitation-only: not listed to join ...
+    (invitation,) = roster["invitations"]  # ... but the invitation names it
+    assert {k: invitation[k] for k in ("kind", "group_id", "name", "from")} == {
+        "kind": "guild",
+        "group_id": str(guild.pk),
+        "name": "Hidden Hall",
+        "from": {"id": str(leader.pk), "username": "lead"},
+    }
+    assert services.roster_for(user_id=bystander.pk)["invitations"] == []
+    # The leader's own roster shows the guild with its leader and that it is invitation-only.
+    own = services.roster_for(user_id=leader.pk)["guild"]
+    assert (own["name"], own["open"], own["leader"]) == ("Hidden Hall", False, str(leader.pk))
+
+
+def test_the_demo_groups_are_open_so_anyone_can_join_them():
+    seed()
+    newcomer = make_user()
+    guild = Guild.objects.get(name=services.DEMO_GUILD)
+    party = Party.objects.get(name=services.DEMO_PARTY)
+    assert guild.open and party.open
+    accounts.guild_join(user=newcomer, guild_id=guild.pk)
+    accounts.party_join(user=newcomer, party_id=party.pk)
+    assert Guild.objects.get(members=newcomer) == guild and Party.objects.get(members=newcomer) == party
+
+
+def test_seed_demo_opens_demo_groups_made_before_invitations():
+    guild = Guild.objects.create(name=services.DEMO_GUILD)  # invitation-only, as the migration left it
+    seed()
+    guild.refresh_from_db()
+    assert guild.open
+    assert set(guild.members.values_list("username", flat=True)) == set(services.DEMO_USERNAMES)
+    assert Guild.objects.get(pk=guild.pk).leader is not None
+
+
+def test_seed_demo_leaves_a_player_out_of_an_invitation_only_party_of_the_leader():
+    theirs = Party.objects.create(name="Alice's own")
+    make_user("alice", party=theirs)
+    out, _ = seed()
+    assert User.objects.get(username="bob").party_id is None
+    assert "Not added to the demo guild or party: bob" in out and "invitation-only" in out

@@ -1,6 +1,7 @@
 """`manage.py seed_demo [--force]`: demo players (shared password), a guild and a party.
 
-Idempotent, and run by `scripts/serve` on every start. The demo password is public (it is in
+Idempotent, and run by `scripts/serve` on every start. The Demo Guild and Demo Party are open, so
+anyone may join them without an invitation. The demo password is public (it is in
 the README), so the players are created only on a development server (DEBUG) or with --force;
 otherwise the command says so and exits 0, so a server start never fails because of it.
 """
@@ -35,6 +36,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo players created: {', '.join(report.created)}")
         if report.existing:
             self.stdout.write(f"Demo players already there (left as they are): {', '.join(report.existing)}")
+        for refusal in report.not_joined:
+            self.stdout.write(f"Not added to the demo guild or party: {refusal}")
         self.stdout.write(
             f"Guild: {report.guild}; party: {report.party}. "
             f"New demo players log in with the password {services.DEMO_PASSWORD!r} at /play/."
