@@ -10,7 +10,6 @@ import uuid
 
 import pytest
 
-from accounts.models import User
 from realtime.models import Connection
 from tests.support.cluster import WsClient
 from tests.support.db import db
@@ -19,8 +18,6 @@ from tests.support.ops import AdminSession, manage
 from tests.support.users import PASSWORD, make_user
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
 
 
 async def until_recorded(*clients: WsClient, timeout: float = 10.0) -> None:
