@@ -109,6 +109,9 @@ NUMBERS: tuple[NumberSetting, ...] = (
     _seconds("JWT_ACCESS_TOKEN_LIFETIME", "900"),
     _seconds("JWT_REFRESH_TOKEN_LIFETIME", "86400"),
     NumberSetting(
+        "WEBSOCKET_RESUME_WINDOW", "0.5", minimum=0, above=False, unit="seconds", note="0 sends stream frames at once"
+    ),
+    NumberSetting(
         "WORLD_RESUME_SECONDS", "300", minimum=0, above=False, unit="seconds", note="0 never resumes a position"
     ),
     # Database connection handling.

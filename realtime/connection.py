@@ -14,13 +14,18 @@ from datetime import datetime
 from typing import Any
 
 from realtime import metrics
-from realtime.protocol import CloseCode, ErrorCode, encode, error_frame
+from realtime.protocol import CloseCode, ErrorCode, encode, error_frame, with_id
 from realtime.transport import OutboundFrame, Transport
 
 logger = logging.getLogger(__name__)
 
 # How long a slow consumer gets to read its close frame before the socket is dropped.
 SLOW_CLOSE_GRACE_SECONDS = 2.0
+# What a connection holds back: everything until it is open, then stream frames until the client
+# has had its chance to resume, then nothing.
+HOLD_NONE, HOLD_STREAMS, HOLD_ALL = 0, 1, 2
+# A client that sends nothing while this many frames wait for it gets them without waiting more.
+MAX_HELD_FRAMES = 1000
 
 
 @dataclass(slots=True)
@@ -57,9 +62,12 @@ class Connection:
         "closing",
         "connected_at",
         "endpoint",
+        "floors",
         "frames_in",
         "frames_out",
         "groups",
+        "held",
+        "holding",
         "id",
         "last_activity",
         "token_expires_at",
@@ -76,6 +84,7 @@ class Connection:
         client_addr: str | None,
         transport: Transport,
         token_expires_at: float | None,
+        opening: bool = False,
     ) -> None:
         self.id = connection_id
         self.endpoint = endpoint
@@ -89,6 +98,13 @@ class Connection:
         self.frames_out = 0
         self.token_expires_at = token_expires_at
         self.closing = False
+        # Recovery (docs/protocol.md §12). `floors`: where each stream stood when this connection
+        # began to follow it; live frames at or below are the past a `resume` replays. While
+        # `holding` (HOLD_ALL until `connection_established` is out, HOLD_STREAMS until the
+        # client's first frame or a replay is done) frames wait in `held`, in arrival order.
+        self.floors: dict[str, int] | None = None
+        self.holding = HOLD_ALL if opening else HOLD_NONE
+        self.held: list[tuple[OutboundFrame, str | None]] = []
 
     # --- identity ----------------------------------------------------------------------------
 
@@ -106,18 +122,91 @@ class Connection:
         """Hand an encoded frame to the socket; False when the client has fallen too far behind."""
         if self.closing:
             return True
+        if self.holding == HOLD_ALL:
+            return self._hold(frame, None)
         self.frames_out += 1
         return self.transport.write(frame)
 
+    def deliver_stream(self, frame: OutboundFrame, stream: str, offset: int) -> bool:
+        """A live frame of a recoverable stream: dropped when a resume would replay it, held while
+        the client may still resume, written otherwise."""
+        floors = self.floors
+        if floors is not None and offset <= floors.get(stream, -1):
+            return True
+        if self.holding:
+            return self._hold(frame, stream)
+        return self.deliver(frame)
+
+    def _hold(self, frame: OutboundFrame, stream: str | None) -> bool:
+        self.held.append((frame, stream))
+        if len(self.held) >= MAX_HELD_FRAMES:
+            self.release_held()  # a client that waits this long gets them as they come
+        return True
+
+    # --- recovery (docs/protocol.md §12) --------------------------------------------------------
+
+    def set_floors(self, floors: dict[str, int]) -> None:
+        """This connection now follows these streams, from these offsets on."""
+        self.floors = {**(self.floors or {}), **floors}
+
+    def opened(self, *, hold_streams: bool) -> None:
+        """`connection_established` is out: frames held while opening go now, except those of
+        streams (when `hold_streams`), kept until the client's first frame could ask to resume."""
+        if self.holding != HOLD_ALL:
+            return
+        self.holding = HOLD_STREAMS if hold_streams and self.floors else HOLD_NONE
+        held, self.held = self.held, []
+        for frame, stream in held:
+            if stream is not None and self.holding:
+                self.held.append((frame, stream))
+            else:
+                self._write(frame)
+
+    def hold_streams(self) -> None:
+        """Hold live stream frames while a replay runs (a resume sent after the first frame)."""
+        if not self.holding:
+            self.holding = HOLD_STREAMS
+
+    def release_held(self) -> None:
+        """Stop holding: what waited goes out, in the order it arrived."""
+        if self.holding == HOLD_ALL:
+            return
+        self.holding = HOLD_NONE
+        held, self.held = self.held, []
+        for frame, _stream in held:
+            self._write(frame)
+
+    def replay(self, text: str) -> None:
+        """A frame as it was first sent, from the stream log: written past any hold."""
+        self._write(OutboundFrame(text))
+
+    def _write(self, frame: OutboundFrame) -> None:
+        if self.closing:
+            return
+        self.frames_out += 1
+        if not self.transport.write(frame):
+            self.close_slow()
+
     def send(self, frame: dict[str, Any]) -> None:
-        """Encode and write one frame to this connection only."""
+        """Encode and write one frame to this connection only (after any frame held for it)."""
         metrics.frames_out(self.endpoint, frame.get("type", "other"))
         if not self.deliver(OutboundFrame(encode(frame))):
             self.close_slow()
 
+    def send_first(self, frame: dict[str, Any]) -> None:
+        """The frame that opens the connection (`connection_established`): before anything held."""
+        metrics.frames_out(self.endpoint, frame.get("type", "other"))
+        self._write(OutboundFrame(encode(frame)))
+
     def reply(self, frame: dict[str, Any], frame_id: Any) -> None:
         """A direct reply: repeats the client's `id` (docs/protocol.md, envelope)."""
         self.send(frame if frame_id is None else {**frame, "id": frame_id})
+
+    def reply_text(self, text: str, frame_id: Any) -> None:
+        """A direct reply that is already encoded (a stream frame as the stream log sent it)."""
+        metrics.frames_out(self.endpoint, "reply")
+        if not self.deliver(OutboundFrame(with_id(text, frame_id))):
+            self.close_slow()
 
     def send_error(self, code: ErrorCode, message: str, frame_id: Any = None, details: Any = None) -> None:
         metrics.ERRORS.labels(self.endpoint, code).inc()

@@ -369,7 +369,16 @@ class Hub:
         filter_name = message.get("filter")
         too_slow: list[Connection] = []
         reached: Iterable[Connection]
-        if not (endpoints or exclude_user or exclude_connection or filter_name):
+        stream = message.get("stream")
+        if stream is not None and not (endpoints or exclude_user or filter_name):
+            # A frame of a recoverable stream: each connection may drop or hold it (recovery).
+            frame = OutboundFrame(message["text"])
+            offset = message["offset"]
+            reached = [conn for conn in members if conn.id != exclude_connection]
+            for conn in reached:
+                if not conn.deliver_stream(frame, stream, offset):
+                    too_slow.append(conn)
+        elif not (endpoints or exclude_user or exclude_connection or filter_name):
             # The hot path: every member gets the same prepared frame.
             frame = OutboundFrame(message["text"])
             for conn in members:

@@ -1,6 +1,7 @@
 """The one outbound path: every server event, from any feature, the admin or a command, goes here.
 
 - `broadcast_to_channel(group, event)`: everyone in a group, on every instance.
+- `broadcast_to_stream(stream, group, event)`: the same, as the next frame of a recoverable stream.
 - `broadcast_to_groups(groups, event)`: the same event to several groups.
 - `send_control(group, op)`: instructions to connections (close, join/leave groups, ...).
 
@@ -16,6 +17,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -24,8 +26,10 @@ from django.db import transaction
 
 from realtime import metrics
 from realtime.hub import CONTROL, EVENT, local_hub
+from realtime.layers import relays_through_outbox
 from realtime.outages import layer_service, outages
 from realtime.protocol import encode, now_iso
+from realtime.streams import Appended, get_stream_log
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,15 @@ LAYER_SEND_TIMEOUT = 2.0
 # Redis that hangs before the watchdog notices cannot pile up messages without end.
 MAX_OUTLIVING = 1000
 _outliving: set[asyncio.Future] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSend:
+    """What became of a stream frame: `reached` every instance (False: only this one), and the
+    frame as sent with its position (None when it went out without one, or through the outbox)."""
+
+    reached: bool
+    frame: Appended | None
 
 
 def build_event(event_type: str, **fields: Any) -> dict[str, Any]:
@@ -130,6 +143,52 @@ async def broadcast_to_channel(
         message["observe_args"] = observe_args
     metrics.BROADCASTS.labels("group").inc()
     return await _group_send(group, message)
+
+
+async def broadcast_to_stream(
+    stream: str,
+    group: str,
+    event: dict[str, Any],
+    *,
+    exclude_connection: str | None = None,
+    observe: str | None = None,
+) -> StreamSend:
+    """Send `event` to `group` as the next frame of a recoverable stream (docs/protocol.md §12):
+    the stream log gives it its offset, keeps it and publishes it in one step, so every instance
+    sees the stream's frames in offset order. When the log cannot take it, the frame goes out
+    without a position, at most once, like any broadcast during an outage (a client that
+    resumes later is told what it cannot recover)."""
+    event = _stamped(event)
+    text = encode(event)
+    message: dict[str, Any] = {"type": EVENT, "group": group, "text": text, "event_type": event["type"]}
+    message["sent_at"] = time.time()
+    if exclude_connection is not None:
+        message["exclude_connection"] = exclude_connection
+    if observe is not None:
+        message["observe"] = observe
+    layer = get_channel_layer()
+    if relays_through_outbox(layer):
+        # A command's process in the embedded default: the server numbers it when it takes it.
+        return StreamSend(reached=await _group_send(group, {**message, "stream": stream}), frame=None)
+    metrics.BROADCASTS.labels("stream").inc()
+    try:
+        appended = await asyncio.wait_for(
+            get_stream_log().append(stream=stream, group=group, text=text, message=message), LAYER_SEND_TIMEOUT
+        )
+        return StreamSend(reached=True, frame=appended)
+    except Exception as exc:
+        outages.failed(layer_service(), exc)
+    metrics.BROADCAST_FAILURES.inc()
+    hub = local_hub()
+    if hub is not None:
+        hub.dispatch_fallback(message)
+    return StreamSend(reached=False, frame=None)
+
+
+async def append_relayed(message: dict[str, Any]) -> None:
+    """The server's side of `broadcast_to_stream` from another process (embedded default)."""
+    stream, group = message.pop("stream"), message["group"]
+    await get_stream_log().append(stream=stream, group=group, text=message["text"], message=message)
 
 
 async def send_control(group: str, op: str, *, endpoints: frozenset[str] | None = None, **fields: Any) -> bool:

@@ -25,6 +25,7 @@ from realtime.outages import service_of
 from realtime.protocol import CloseCode
 from realtime.registry import Registry
 from realtime.store import Store, get_store, reset_stores
+from realtime.streams import reset_stream_logs
 
 logger = logging.getLogger(__name__)
 
@@ -207,3 +208,4 @@ async def reset_for_tests() -> None:
     if runtime is not None:
         await runtime.stop()
     await reset_stores()
+    await reset_stream_logs()

@@ -12,7 +12,7 @@ from django.test import TransactionTestCase
 from accounts import throttling
 from realtime import hub as hub_module
 from realtime import runtime as runtime_module
-from realtime import store
+from realtime import store, streams
 from realtime.outages import outages
 from tests.support.world import create_default_zones
 
@@ -44,6 +44,7 @@ async def fresh_runtime():
     channel_layers.backends = {}
     runtime_module._runtimes.clear()
     store._stores.clear()
+    streams._logs.clear()
     hub_module._hubs.clear()
     outages.reset()
     yield

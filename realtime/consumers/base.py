@@ -33,11 +33,13 @@ from realtime.boot import ensure_runtime
 from realtime.connection import Connection, ConnectionUser
 from realtime.consumers import admission, pipeline
 from realtime.consumers.pipeline import Handler, handles
+from realtime.features import recovery
 from realtime.features.identity import membership_groups
 from realtime.features.offline import OfflineDelivery
 from realtime.features.presence import PresenceTracker
 from realtime.outages import outages, service_of
 from realtime.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode, ProtocolError, TokenRefreshIn, now_iso
+from realtime.protocol.streams import ResumeIn
 from realtime.ratelimit import TokenBucket, parse_rate_limit
 from realtime.runtime import Runtime
 from realtime.transport import transport_for
@@ -156,6 +158,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
             client_addr=admitted.address,
             transport=transport_for(self.base_send, settings.WEBSOCKET_SEND_BUFFER_BYTES),
             token_expires_at=auth.token_expires_at,
+            opening=True,
         )
         limits = parse_rate_limit(settings.WEBSOCKET_RATE_LIMIT)
         self._gate = pipeline.InboundGate(
@@ -168,9 +171,15 @@ class BaseConsumer(AsyncWebsocketConsumer):
         self._gated_on_arrival = conn.transport.gate_arrivals(self._gate)
         # Every log line of this connection's task names it (LOG_FORMAT=json: separate fields).
         bind_connection(connection_id=conn.id, user_id=conn.user_id, endpoint=self.endpoint)
-        # The first frame, before any group can deliver: clients rely on it (docs/protocol.md §1).
+        # Frames for it are held until `connection_established` is out (Connection.holding).
+        runtime.hub.add(conn)
+        names = membership_groups(conn) + list(self.initial_groups()) + await self.opening_groups()
+        # Subscribed before the streams' positions are read: no frame falls between the two.
+        await runtime.hub.join(conn, names)
+        positions = await recovery.follow_groups(conn, names)
+        # The first frame: clients rely on it (docs/protocol.md §1).
         user = conn.user
-        conn.send(
+        conn.send_first(
             {
                 "type": "connection_established",
                 "connection_id": conn.id,
@@ -178,14 +187,16 @@ class BaseConsumer(AsyncWebsocketConsumer):
                 "user": {"id": user.id, "username": user.username} if user is not None else None,
                 "heartbeat_interval": _seconds(settings.WEBSOCKET_HEARTBEAT_INTERVAL),
                 "protocol": PROTOCOL_VERSION,
+                "streams": {name: position.as_wire() for name, position in positions.items()},
                 "server_time": now_iso(),
             }
         )
+        # Stream frames wait for the client's first frame (a `resume` replays the past first).
+        window = settings.WEBSOCKET_RESUME_WINDOW
+        conn.opened(hold_streams=window > 0)
+        if window > 0:
+            asyncio.get_running_loop().call_later(window, recovery.resume_window_over, conn)
         metrics.CONNECTS.labels(self.endpoint).inc()
-        runtime.hub.add(conn)
-        # Client frames are handled only after this returns, so by the time the client can act
-        # its groups are subscribed on the channel layer.
-        await runtime.hub.join(conn, membership_groups(conn) + list(self.initial_groups()))
         runtime.registry.opened(conn)
         await self._guard(runtime.get(PresenceTracker).opened(conn, admitted.presence), "presence")
         await self._guard(self.on_connected(), "on_connected")
@@ -215,8 +226,11 @@ class BaseConsumer(AsyncWebsocketConsumer):
             return
         assert text is not None  # binary frames never pass the gate
         parsed = pipeline.parse(conn, self.handlers, text)
-        if parsed is not None:
-            await pipeline.run(self, conn, *parsed)
+        if parsed is None:
+            return
+        if conn.holding and parsed[0].message_type != "resume":
+            conn.release_held()  # not resuming: live stream frames go out as they come
+        await pipeline.run(self, conn, *parsed)
 
     # --- close ---------------------------------------------------------------------------------
 
@@ -256,6 +270,11 @@ class BaseConsumer(AsyncWebsocketConsumer):
         """Groups besides the user's own and its memberships (e.g. `chat.global`)."""
         return ()
 
+    async def opening_groups(self) -> list[str]:
+        """Groups found when the connection opens (a running fight), before
+        `connection_established`, so their streams' positions are in it."""
+        return []
+
     async def on_connected(self) -> None:
         """After `connection_established` and group joins, before any client frame."""
 
@@ -271,6 +290,11 @@ class BaseConsumer(AsyncWebsocketConsumer):
     @handles("pong", auth=False)
     async def on_pong(self, message: dict[str, Any], frame_id: Any) -> None:
         return None  # receiving it already counted as activity
+
+    @handles("resume", ResumeIn)
+    async def on_resume(self, message: ResumeIn, frame_id: Any) -> dict[str, Any]:
+        """Replay what the client missed of its streams (docs/protocol.md §12)."""
+        return await recovery.resume(self.connection, message)
 
     @handles("token_refresh", TokenRefreshIn)
     async def on_token_refresh(self, message: TokenRefreshIn, frame_id: Any) -> dict[str, Any] | None:

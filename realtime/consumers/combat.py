@@ -8,7 +8,8 @@ from typing import Any
 from realtime import groups
 from realtime.consumers.base import BaseConsumer, handles
 from realtime.features.combat import service as combat
-from realtime.features.combat.service import RoundsShown
+from realtime.features.combat.service import Reply, RoundsShown
+from realtime.protocol import streams
 from realtime.protocol.combat import CombatActionIn, CombatStartIn, CombatStateRequestIn
 
 
@@ -22,14 +23,22 @@ class CombatConsumer(BaseConsumer):
         self.node.get(RoundsShown).note(frame["combat_session_id"], frame["round"], over=frame["status"] != "active")
         self.connection.reply(frame, frame_id)
 
+    def _reply(self, frame_id: Any) -> Reply:
+        return Reply(self.connection, frame_id, self.node.get(RoundsShown))
+
+    _fight: str | None = None  # the running fight found when the connection opened
+
+    async def opening_groups(self) -> list[str]:
+        # Back in a running fight: its group is joined with the others before
+        # `connection_established` (which then says where the fight's stream stands), so no
+        # step falls between the state read in `on_connected` and the first broadcast.
+        self._fight = await combat.combat_session_of(user_id=self.user.id)
+        return [groups.combat_session(self._fight)] if self._fight is not None else []
+
     async def on_connected(self) -> None:
-        # Back in a running fight: join its group first, so no step falls between the state
-        # read below and the first broadcast this connection receives.
-        session_id = await combat.combat_session_of(user_id=self.user.id)
-        if session_id is None:
+        if self._fight is None:
             return
-        await self.node.hub.join(self.connection, [groups.combat_session(session_id)])
-        state = await combat.combat_session_resume(user_id=self.user.id, session_id=session_id)
+        state = await combat.combat_session_resume(user_id=self.user.id, session_id=self._fight)
         if state is not None:
             self.send_state(state)
 
@@ -43,9 +52,9 @@ class CombatConsumer(BaseConsumer):
             user_id=self.user.id, monsters=list(message.monsters), with_party=message.with_party
         )
         await self.node.hub.join(self.connection, [groups.combat_session(outcome.session_id)])
-        assert outcome.reply is not None
-        self.send_state(outcome.reply, frame_id)
-        await combat.combat_session_announce(outcome, runtime=self.node, exclude_connection=self.connection.id)
+        # A new fight's stream starts empty: this connection follows it from its first frame.
+        self.connection.set_floors({streams.combat(outcome.session_id): 0})
+        await combat.combat_session_announce(outcome, runtime=self.node, reply_to=self._reply(frame_id))
 
     @handles("combat_action", CombatActionIn)
     async def on_combat_action(self, message: CombatActionIn, frame_id: Any) -> None:
@@ -55,9 +64,7 @@ class CombatConsumer(BaseConsumer):
         outcome = await combat.combat_action_apply(
             session_id=session_id, user_id=self.user.id, action=message.action, target=message.target, round=round
         )
-        if outcome.reply is not None:
-            self.connection.reply(outcome.reply, frame_id)
-        await combat.combat_step_publish(outcome, exclude_connection=self.connection.id)
+        await combat.combat_step_publish(outcome, reply_to=self._reply(frame_id))
 
     @handles("combat_state_request", CombatStateRequestIn)
     async def on_combat_state_request(self, message: CombatStateRequestIn, frame_id: Any) -> None:

@@ -10,8 +10,10 @@ from typing import Any
 
 from realtime import groups
 from realtime.consumers.base import BaseConsumer, handles
+from realtime.features import recovery
 from realtime.features.world import movement as world
 from realtime.outbound import build_event
+from realtime.protocol import streams
 from realtime.protocol.world import NearbyPlayersRequestIn, PlayerMovementIn, ZoneChangeIn
 from realtime.store import Position
 
@@ -28,7 +30,11 @@ class WorldConsumer(BaseConsumer):
         view, near = await world.zone_change(
             runtime=self.node, conn=self.connection, zone_name=message.zone, x=message.x, y=message.y
         )
-        self.connection.reply(build_event("zone_changed", zone=view.zone, x=view.x, y=view.y), frame_id)
+        # The zone's world events are a stream the connection follows from here (§12).
+        positions = await recovery.follow(self.connection, [streams.world(view.zone)])
+        changed = build_event("zone_changed", zone=view.zone, x=view.x, y=view.y)
+        changed["streams"] = {name: position.as_wire() for name, position in positions.items()}
+        self.connection.reply(changed, frame_id)
         self._send_nearby(view.zone, near, frame_id)
 
     @handles("player_movement", PlayerMovementIn)

@@ -21,8 +21,8 @@ from realtime.features import offline
 from realtime.models import ChatMessage
 from realtime.models.chat import PERMANENT, conversation_key
 from realtime.outages import REDIS, outages
-from realtime.outbound import broadcast_to_channel, build_event
-from realtime.protocol import ErrorCode, ProtocolError, iso_or_none
+from realtime.outbound import broadcast_to_channel, broadcast_to_stream, build_event
+from realtime.protocol import ErrorCode, ProtocolError, iso_or_none, streams
 from realtime.store import get_store
 
 CHAT = frozenset({"chat"})
@@ -149,9 +149,11 @@ async def chat_message_send(*, sender: ChatSender, channel: str, content: str, t
     message = await chat_message_store_async(sender=sender, channel=channel, content=content, to=to, scope_id=scope_id)
     event = message.to_frame()
     if channel == "global":
-        await broadcast_to_channel(groups.chat_global(), event)
+        await broadcast_to_stream(streams.chat_global(), groups.chat_global(), event)
     elif channel in ("guild", "party"):
-        await broadcast_to_channel(groups.membership("chat", channel, scope_id), event)
+        await broadcast_to_stream(
+            streams.chat_scope(channel, scope_id), groups.membership("chat", channel, scope_id), event
+        )
     else:
         # The recipient's connections (kept for later if there are none), then the sender's own
         # chat connections: two per-user groups, so two publishes.

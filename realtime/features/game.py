@@ -21,7 +21,8 @@ from django.contrib.auth import get_user_model
 from realtime import groups
 from realtime.features import presence
 from realtime.features.offline import send_personal
-from realtime.outbound import broadcast_to_channel, build_event
+from realtime.outbound import broadcast_to_channel, broadcast_to_stream, build_event
+from realtime.protocol import streams
 from realtime.protocol.game import ANNOUNCEMENT_LEVELS, AchievementOut, GameStateOut, SystemAnnouncementOut
 
 MAX_ANNOUNCEMENT_LENGTH = 1000
@@ -43,7 +44,8 @@ def announcement_build(*, message: str, level: str = "info", **extra: Any) -> di
 async def announcement_send(*, message: str, level: str = "info", **extra: Any) -> bool:
     """`system_announcement` to every `/ws/game` connection, anonymous ones included; False when
     the channel layer refused (only this instance's connections were reached)."""
-    return await broadcast_to_channel(groups.game_all(), announcement_build(message=message, level=level, **extra))
+    event = announcement_build(message=message, level=level, **extra)
+    return (await broadcast_to_stream(streams.GAME, groups.game_all(), event)).reached
 
 
 def _user_name_and_guild(user_id: str) -> tuple[str, Any] | None:
@@ -70,7 +72,8 @@ async def game_state_set(*, key: str, value: Any, **extra: Any) -> bool:
     """`game_state` (key, value) to every `/ws/game` connection. Not kept: a client that connects
     later learns a value from the game's HTTP API or the next update."""
     fields = GameStateOut.model_validate({"key": key, "value": value, **extra})
-    return await broadcast_to_channel(groups.game_all(), build_event("game_state", **fields.model_dump()))
+    event = build_event("game_state", **fields.model_dump())
+    return (await broadcast_to_stream(streams.GAME, groups.game_all(), event)).reached
 
 
 async def status_set(*, user_id: str, username: str, status: str, guild_id: str | None, party_id: str | None) -> None:

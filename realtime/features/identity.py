@@ -11,6 +11,7 @@ from typing import Any
 
 from realtime import groups
 from realtime.connection import Connection
+from realtime.features import recovery
 from realtime.protocol import CloseCode, ErrorCode
 from realtime.runtime import Runtime
 
@@ -58,7 +59,12 @@ def membership_control(runtime: Runtime, conn: Connection, message: dict[str, An
     if old_id:
         runtime.hub.leave(conn, [groups.membership(conn.endpoint, scope, old_id)])
     if new_id:
-        runtime.spawn(runtime.hub.join(conn, [groups.membership(conn.endpoint, scope, new_id)]), "membership join")
+        runtime.spawn(_join(runtime, conn, groups.membership(conn.endpoint, scope, new_id)), "membership join")
+
+
+async def _join(runtime: Runtime, conn: Connection, group: str) -> None:
+    await runtime.hub.join(conn, [group])
+    await recovery.follow_groups(conn, [group])  # guild and party chat are streams (§12)
 
 
 def install(runtime: Runtime) -> None:

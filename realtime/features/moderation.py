@@ -33,8 +33,8 @@ from realtime.features import offline
 from realtime.features.chat import public_until
 from realtime.models import ChatMessage, ModerationAction
 from realtime.models.chat import PERMANENT
-from realtime.outbound import broadcast_to_channel, build_event, send_control
-from realtime.protocol import CloseCode, ErrorCode, ProtocolError, iso_or_none
+from realtime.outbound import broadcast_to_stream, build_event, send_control
+from realtime.protocol import CloseCode, ErrorCode, ProtocolError, iso_or_none, streams
 from realtime.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ async def moderation_publish(outcome: ModerationOutcome) -> None:
             error_code=str(CLOSING_ACTIONS[action]),
             message=_close_message(outcome),
         )
-    await broadcast_to_channel(groups.chat_global(), build_event("moderation_event", **fields))
+    await broadcast_to_stream(streams.chat_global(), groups.chat_global(), build_event("moderation_event", **fields))
 
 
 def _close_message(outcome: ModerationOutcome) -> str:

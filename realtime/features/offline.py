@@ -31,7 +31,7 @@ from realtime.hub import Hub
 from realtime.layers import EmbeddedChannelLayer, relays_through_outbox
 from realtime.models import PendingDelivery
 from realtime.outages import service_of
-from realtime.outbound import broadcast_to_channel, send_control
+from realtime.outbound import append_relayed, broadcast_to_channel, send_control
 from realtime.outbox import BATCH, outbox_take
 from realtime.protocol import encode, endpoints_for, now_iso
 from realtime.runtime import Runtime
@@ -242,6 +242,8 @@ def _outbox_pump(runtime: Runtime, layer: EmbeddedChannelLayer) -> Any:
                         store_if_offline=message["store_if_offline"],
                         ref=message["ref"],
                     )
+                elif "stream" in message and "offset" not in message:
+                    await append_relayed(message)  # a stream frame: numbered here, by the server
                 else:
                     await layer.deliver_local(group, message)
             if len(batch) < BATCH:

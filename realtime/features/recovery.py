@@ -58,6 +58,14 @@ async def _readable(conn: Connection, stream: StreamName) -> str | None:
     return None
 
 
+def resume_window_over(conn: Connection) -> None:
+    """`WEBSOCKET_RESUME_WINDOW` after `connection_established`: a client that has sent nothing
+    yet will not resume first; its stream frames go out. (One that has sent a frame, still
+    waiting to be handled, is released by it, or by the replay if it is a `resume`.)"""
+    if conn.frames_in == 0:
+        conn.release_held()
+
+
 async def follow(conn: Connection, streams: Iterable[str]) -> dict[str, Position]:
     """The connection now receives these streams (its groups are subscribed): read where they
     stand and make that its floor. Returns the positions ({} when the log cannot be read: the

@@ -117,6 +117,13 @@ def exact_frame_id(text: bytes | str, value: Any) -> Any:
     return exact if isinstance(exact, int) else value
 
 
+def with_id(text: str, frame_id: Any) -> str:
+    """An encoded frame with the client's `id` added as its last field (None: unchanged)."""
+    if frame_id is None:
+        return text
+    return f'{text[:-1]},"id":{encode({"id": frame_id})[6:-1]}}}'
+
+
 def error_frame(code: ErrorCode, message: str, frame_id: Any = None, details: Any = None) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "error", "code": str(code), "message": message}
     if frame_id is not None:

@@ -32,7 +32,8 @@ PREFIX = "rpgrt:stream:"
 POSITION_TTL_SECONDS = 24 * 3600
 
 # KEYS: meta hash, log. ARGV: new epoch, size, log ttl ms, position ttl ms, stream, group,
-# encoded event, event type, sent at, excluded connection ('' none), pub/sub channel.
+# encoded event, event type, sent at, excluded connection ('' none), pub/sub channel, observer
+# ('' none).
 # Returns {offset, epoch, frame}.
 APPEND = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -51,6 +52,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 local message = {type = 'rt.event', group = ARGV[6], text = frame, event_type = ARGV[8],
                  sent_at = tonumber(ARGV[9]), stream = ARGV[5], offset = offset}
 if ARGV[10] ~= '' then message['exclude_connection'] = ARGV[10] end
+if ARGV[12] ~= '' then message['observe'] = ARGV[12] end
 redis.call('PUBLISH', ARGV[11], cmsgpack.pack(message))
 return {offset, epoch, frame}
 """
@@ -113,6 +115,7 @@ class RedisStreamLog(StreamLog):
                 repr(float(str(message.get("sent_at") or time.time()))),
                 str(message.get("exclude_connection") or ""),
                 self._channel(group),
+                str(message.get("observe") or ""),
             ],
         )
         return Appended(int(offset), _text(epoch), _text(frame))

@@ -237,6 +237,9 @@ WEBSOCKET_REGISTRY_FLUSH_INTERVAL = env.float_or_raw("WEBSOCKET_REGISTRY_FLUSH_I
 # Embedded default only (no Redis): how often the server picks up sends of other processes.
 WEBSOCKET_OUTBOX_POLL_INTERVAL = env.float_or_raw("WEBSOCKET_OUTBOX_POLL_INTERVAL", default=1.0)
 
+# After `connection_established`, stream frames wait at most this long for the client's first
+# frame, so a `resume` sent at once replays the past before the present arrives (0: no wait).
+WEBSOCKET_RESUME_WINDOW = env.float_or_raw("WEBSOCKET_RESUME_WINDOW", default=0.5)
 # Recovery of missed stream frames: frames kept per stream, and for how long (seconds).
 RECOVERY_HISTORY_SIZE = env.int_or_raw("RECOVERY_HISTORY_SIZE", default=1000)
 RECOVERY_HISTORY_TTL = env.float_or_raw("RECOVERY_HISTORY_TTL", default=300.0)

@@ -8,16 +8,16 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from accounts import services as accounts
 from accounts.models import Guild, Party, User
-from realtime import outbound
 from realtime.features import chat as chat_service
 from realtime.models import ChatMessage, ModerationAction
 from realtime.models.chat import PERMANENT
 from realtime.protocol import CloseCode
-from tests.support.communicator import connect
+from tests.support.communicator import STREAM_KEYS, connect, unpositioned
 from tests.support.db import db
 from tests.support.users import access_token, make_user
 
@@ -82,7 +82,8 @@ async def test_global_message_reaches_every_chat_connection_exactly_as_specified
     frames = [await client.recv_type("chat_message") for client in (a, b, c)]
     assert frames[0] == frames[1] == frames[2]
     frame = frames[0]
-    assert set(frame) == FRAME_KEYS
+    assert set(frame) == FRAME_KEYS | STREAM_KEYS
+    assert frame["stream"] == "chat:global" and frame["offset"] >= 1
     assert frame["user"] == "alice" and frame["user_id"] == str(alice.pk)
     assert frame["content"] == "Hello world!" and frame["channel"] == "global" and frame["to"] is None
     assert uuid.UUID(frame["message_id"]) and frame["timestamp"].endswith("Z")
@@ -396,10 +397,11 @@ async def test_history_includes_live_messages_as_delivered_and_leaves_out_delete
     delivered = [await a.recv_type("chat_message") for _ in range(3)]
     await db(ChatMessage.objects.filter(message_id=delivered[1]["message_id"]).update)(deleted_at=timezone.now())
     page = await a.request({"type": "history_request", "channel": "global"})
-    assert page["messages"] == [delivered[0], delivered[2]]
+    # History reads the database: the same frames, without their stream positions.
+    assert page["messages"] == [unpositioned(delivered[0]), unpositioned(delivered[2])]
     # A deleted message still works as a cursor.
     older = await a.request({"type": "history_request", "channel": "global", "before": delivered[1]["message_id"]})
-    assert older["messages"] == [delivered[0]]
+    assert older["messages"] == [unpositioned(delivered[0])]
     await a.close()
 
 
@@ -496,7 +498,7 @@ async def test_mute_blocks_chat_with_until_and_reaches_everyone():
     ack = await moderate(m, action="mute", user_id=str(target.pk), duration_seconds=60, reason=" spam ")
     assert ack["type"] == "ack" and ack["action"] == "mute" and ack["until"].endswith("Z")
     event = await w.recv_type("moderation_event")
-    assert set(event) == EVENT_KEYS
+    assert set(event) == EVENT_KEYS | STREAM_KEYS and event["stream"] == "chat:global"
     assert event["action"] == "mute" and event["user_id"] == str(target.pk) and event["message_id"] is None
     assert (event["moderator"], event["reason"], event["until"]) == ("mod_name", "spam", ack["until"])
     notice = await t.recv_type("moderation_notice")
@@ -769,15 +771,17 @@ async def test_chat_rate_limit_zero_disables_it(settings):
 
 @pytest.fixture
 def publishes(monkeypatch):
-    """The channel-layer publishes made during a test (group names)."""
+    """The channel-layer publishes made during a test (group names; stream frames included)."""
     seen: list[str] = []
-    original = outbound._group_send
+    layer_class = type(get_channel_layer())
+    original = layer_class.group_send
 
-    async def counting(group, message):
-        seen.append(group)
-        return await original(group, message)
+    async def counting(self, group, message):
+        if message.get("type") == "rt.event":
+            seen.append(group)
+        return await original(self, group, message)
 
-    monkeypatch.setattr(outbound, "_group_send", counting)
+    monkeypatch.setattr(layer_class, "group_send", counting)
     return seen
 
 

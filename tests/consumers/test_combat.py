@@ -16,7 +16,7 @@ from realtime.features.combat import engine, frames, referee
 from realtime.features.combat import service as combat
 from realtime.features.combat.catalogue import PLAYER_DEFAULT
 from realtime.models import CombatLogEntry, CombatParticipant, CombatSession
-from tests.support.communicator import connect
+from tests.support.communicator import STREAM_KEYS, connect, unpositioned
 from tests.support.db import db
 from tests.support.users import access_token, make_user
 
@@ -100,7 +100,9 @@ async def wait_for(predicate, timeout=5.0):
 async def test_start_replies_with_combat_state_in_protocol_shape():
     user, client = await player()
     state = await start(client, ["troll"])  # slower than players: the player's turn comes first
-    assert set(state) == STATE_KEYS | {"id"}
+    assert set(state) == STATE_KEYS | STREAM_KEYS | {"id"}
+    # The fight's frames are its stream, from offset 1 (docs/protocol.md §12).
+    assert state["stream"] == f"combat:{state['combat_session_id']}" and state["offset"] == 1
     assert state["status"] == "active" and state["round"] == 1
     assert set(state["turn"]) == {"actor", "deadline"} and state["turn"]["actor"] == str(user.pk)
     deadline = datetime.fromisoformat(state["turn"]["deadline"].replace("Z", "+00:00"))
@@ -110,7 +112,7 @@ async def test_start_replies_with_combat_state_in_protocol_shape():
     assert all(set(p) == PARTICIPANT_KEYS for p in state["participants"])
     assert me == {"id": str(user.pk), "kind": "player", "name": user.username, "hp": 30, "max_hp": 30, "alive": True}
     assert troll == {"id": "troll-1", "kind": "monster", "name": "Troll", "hp": 40, "max_hp": 40, "alive": True}
-    joined = await client.recv_type("combat_participant")
+    joined = unpositioned(await client.recv_type("combat_participant"))
     assert joined == {
         "type": "combat_participant",
         "combat_session_id": state["combat_session_id"],
@@ -435,7 +437,7 @@ async def test_turn_timeout_fires_once_per_turn_and_the_fight_goes_on(settings):
     state = await start(client, ["troll"])
     session_id, me = state["combat_session_id"], str(user.pk)
     for expected_round in (1, 2):
-        timeout = await client.recv_type("combat_timeout")
+        timeout = unpositioned(await client.recv_type("combat_timeout"))
         assert timeout == {
             "type": "combat_timeout",
             "combat_session_id": session_id,

@@ -281,6 +281,10 @@ async def test_announce_command_reaches_every_game_connection():
             "message": "Server restart in 5 minutes",
             "level": "critical",
             "timestamp": frame["timestamp"],
+            # Numbered by the server when it takes the command's message (docs/protocol.md §12).
+            "stream": "game",
+            "offset": frame["offset"],
+            "epoch": frame["epoch"],
         }
     assert await silent(chat)
     for client in (game, player, chat):

@@ -13,7 +13,6 @@ from django.test import AsyncClient
 
 import realtime.health as health_module
 from accounts.models import Guild, Party
-from realtime import groups
 from realtime.boot import ensure_runtime
 from realtime.features import offline
 from realtime.layers import EmbeddedChannelLayer
@@ -337,9 +336,7 @@ async def test_publish_reaches_every_target():
     world = await connect("/ws/world", token)
     anonymous_game = await connect("/ws/game")
     outsider_chat = await connect("/ws/chat", access_token(outsider))
-    # Zone membership belongs to the world feature; join the zone group the way it would.
-    runtime = await ensure_runtime()
-    await runtime.hub.join(runtime.hub.connections[world.established["connection_id"]], [groups.zone("dark_forest")])
+    await world.request({"type": "zone_change", "zone": "dark_forest"})
 
     async def send(target, message):
         response = await publish({"target": target, "message": message}, headers)

@@ -7,7 +7,7 @@ import pytest
 from realtime.boot import ensure_runtime
 from realtime.features.world import events as world
 from realtime.features.world import zones as zone_cache
-from tests.support.communicator import connect
+from tests.support.communicator import connect, unpositioned
 from tests.support.db import db
 from tests.support.users import access_token, make_user
 from tests.support.world import create_default_zones
@@ -389,6 +389,8 @@ async def test_world_events_reach_a_zone_or_the_whole_world():
     nowhere = await connect("/ws/world")
     await world.world_event_send(event="dragon_spawn", zone="dark_forest", message="A dragon!")
     event = await in_forest.recv_type("world_event")
+    assert (event["stream"], event["offset"]) == ("world:dark_forest", 1)  # the zone's stream (§12)
+    event = unpositioned(event)
     assert without_timestamp(event) == {
         "type": "world_event",
         "event": "dragon_spawn",

@@ -89,3 +89,12 @@ async def connect(
         assert frame["type"] == "connection_established", frame
         client.established = frame
     return client
+
+
+# The fields every frame of a recoverable stream carries (docs/protocol.md §12).
+STREAM_KEYS = frozenset({"stream", "offset", "epoch"})
+
+
+def unpositioned(frame: dict[str, Any]) -> dict[str, Any]:
+    """The frame without its stream position (history pages carry none, for example)."""
+    return {key: value for key, value in frame.items() if key not in STREAM_KEYS}

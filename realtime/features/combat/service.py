@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
 from channels.db import database_sync_to_async
 from django.conf import settings
 
@@ -29,8 +30,8 @@ from realtime.features.combat.timers import SWEEP_BATCH, TurnTimers, sweep_inter
 from realtime.features.offline import send_personal
 from realtime.features.presence import endpoint_connections
 from realtime.outages import REDIS, outages
-from realtime.outbound import broadcast_to_channel, send_control
-from realtime.protocol import ErrorCode, ProtocolError
+from realtime.outbound import broadcast_to_channel, broadcast_to_stream, send_control
+from realtime.protocol import ErrorCode, ProtocolError, encode, streams
 from realtime.runtime import Runtime, current_runtime
 from realtime.store import get_store
 
@@ -44,6 +45,21 @@ JOIN_WAIT_SECONDS = 2.0
 START_RATE_WINDOW_SECONDS = 60.0
 # The hub observer that notes the round of every `combat_state` shown on this instance.
 ROUNDS_OBSERVER = "combat_rounds"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Where the first frame of a step goes as a direct reply: the asking connection, the id."""
+
+    connection: Connection
+    frame_id: Any
+    rounds: RoundsShown
+
+    def send(self, text: str) -> None:
+        state = orjson.loads(text)
+        if state.get("type") == "combat_state":
+            self.rounds.note(state["combat_session_id"], state["round"], over=state["status"] != "active")
+        self.connection.reply_text(text, self.frame_id)
 
 
 class RoundsShown:
@@ -66,9 +82,9 @@ class RoundsShown:
             self._rounds[session_id] = round
 
     def observe(self, message: dict[str, Any]) -> None:
-        """Hub observer: a `combat_state` broadcast reached this instance."""
-        session_id, round, over = message["observe_args"]
-        self.note(session_id, round, over=over)
+        """Hub observer: a `combat_state` broadcast reached this instance (read from the frame)."""
+        state = orjson.loads(message["text"])
+        self.note(state["combat_session_id"], state["round"], over=state["status"] != "active")
 
 
 # --- presence -----------------------------------------------------------------------------------
@@ -105,26 +121,28 @@ async def _within_start_limit(user_id: str) -> bool:
 # --- publishing ---------------------------------------------------------------------------------
 
 
-async def _publish(outcome: Outcome) -> None:
-    """Send a committed step's frames in order. The step stands even if a send fails: clients
-    recover with `combat_state_request` or by reconnecting."""
+async def _publish(outcome: Outcome, reply: Callable[[str], None] | None = None) -> None:
+    """Send a committed step's frames in order; the fight's frames are its stream
+    (docs/protocol.md §12). `reply(text)` gets the first frame as sent (with its position), for
+    the connection that asked, which the broadcast leaves out. The step stands even if a send
+    fails: clients recover with `resume`, `combat_state_request` or by reconnecting."""
     runtime = current_runtime()
     if runtime is not None:
         runtime.get(TurnTimers).arm(outcome.session_id, outcome.turn, outcome.deadline)
     group = groups.combat_session(outcome.session_id)
-    for effect in outcome.effects:
+    stream = streams.combat(outcome.session_id)
+    for index, effect in enumerate(outcome.effects):
         try:
-            if effect.kind == "group" and effect.event is not None and effect.event["type"] == "combat_state":
-                state = effect.event
-                await broadcast_to_channel(
+            if effect.kind == "group" and effect.event is not None:
+                sent = await broadcast_to_stream(
+                    stream,
                     group,
-                    state,
+                    effect.event,
                     exclude_connection=effect.exclude_connection,
-                    observe=ROUNDS_OBSERVER,
-                    observe_args=[outcome.session_id, state["round"], state["status"] != "active"],
+                    observe=ROUNDS_OBSERVER if effect.event["type"] == "combat_state" else None,
                 )
-            elif effect.kind == "group" and effect.event is not None:
-                await broadcast_to_channel(group, effect.event, exclude_connection=effect.exclude_connection)
+                if index == 0 and reply is not None:
+                    reply(sent.frame.text if sent.frame is not None else encode(effect.event))
             elif effect.kind == "user" and effect.event is not None:
                 await send_personal(effect.user_id, effect.event)
             elif effect.kind == "leave":
@@ -185,13 +203,14 @@ async def combat_session_start(*, user_id: str, monsters: list[str], with_party:
     )
 
 
-async def combat_session_announce(outcome: Outcome, *, runtime: Runtime, exclude_connection: str | None) -> None:
+async def combat_session_announce(outcome: Outcome, *, runtime: Runtime, reply_to: Reply | None) -> None:
     """Join every participant's /ws/combat connections (any instance) to the session group, wait
-    until they are subscribed (or `JOIN_WAIT_SECONDS`), then send the opening frames."""
+    until they are subscribed (or `JOIN_WAIT_SECONDS`), then send the opening frames; the
+    starter's connection (`reply_to`) gets the opening state as its reply."""
     counts = [await _combat_connections(uid) for uid in outcome.players]
     expected = sum(c or 0 for c in counts)
     layer = runtime.hub.layer
-    reply_to = await layer.new_channel("combat-join.")
+    reply_channel = await layer.new_channel("combat-join.")
     timed_out = False
     try:
         for user_id in outcome.players:
@@ -200,11 +219,11 @@ async def combat_session_announce(outcome: Outcome, *, runtime: Runtime, exclude
                 "combat_join",
                 endpoints=COMBAT,
                 combat_session_id=outcome.session_id,
-                reply_to=reply_to,
+                reply_to=reply_channel,
             )
         async with asyncio.timeout(JOIN_WAIT_SECONDS):
             for _ in range(expected):
-                await layer.receive(reply_to)
+                await layer.receive(reply_channel)
     except TimeoutError:
         # A connection on an instance that just died, most likely: go on without it (it will
         # get the state when it reconnects).
@@ -212,8 +231,8 @@ async def combat_session_announce(outcome: Outcome, *, runtime: Runtime, exclude
         logger.info("combat %s: not every connection confirmed joining in time", outcome.session_id)
     finally:
         if not timed_out:
-            await _close_reply_channel(layer, reply_to)
-    await combat_step_publish(outcome, exclude_connection=exclude_connection)
+            await _close_reply_channel(layer, reply_channel)
+    await combat_step_publish(outcome, reply_to=reply_to)
 
 
 async def _close_reply_channel(layer: Any, channel: str) -> None:
@@ -240,11 +259,14 @@ async def combat_action_apply(
     )
 
 
-async def combat_step_publish(outcome: Outcome, *, exclude_connection: str | None = None) -> None:
-    """Send a committed step's frames; `exclude_connection` already got the first one as a reply."""
-    if exclude_connection is not None and outcome.reply is not None:
-        outcome.effects[0] = replace(outcome.effects[0], exclude_connection=exclude_connection)
-    await _publish(outcome)
+async def combat_step_publish(outcome: Outcome, *, reply_to: Reply | None = None) -> None:
+    """Send a committed step's frames; the connection that asked (`reply_to`) gets the first one
+    as its reply, with the client's `id`, and is left out of its broadcast."""
+    reply = None
+    if reply_to is not None and outcome.reply is not None:
+        outcome.effects[0] = replace(outcome.effects[0], exclude_connection=reply_to.connection.id)
+        reply = reply_to.send
+    await _publish(outcome, reply)
     if outcome.refusal is not None:
         raise outcome.refusal
 
@@ -331,7 +353,9 @@ def install(runtime: Runtime) -> None:
 
     async def join_and_confirm(conn: Connection, message: dict[str, Any]) -> None:
         if not conn.closing:
-            await hub.join(conn, [groups.combat_session(message["combat_session_id"])])
+            session_id = message["combat_session_id"]
+            await hub.join(conn, [groups.combat_session(session_id)])
+            conn.set_floors({streams.combat(session_id): 0})  # a new fight: from its first frame
         reply_to = message.get("reply_to")
         if reply_to:
             await hub.layer.send(reply_to, {"type": "combat.joined", "connection": conn.id})

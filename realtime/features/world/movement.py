@@ -15,7 +15,7 @@ from django.conf import settings
 
 from realtime import metrics
 from realtime.connection import Connection, ConnectionUser
-from realtime.features.world.views import MOVE_FILTER, View, WorldViews, announce, radius, view_at
+from realtime.features.world.views import MOVE_FILTER, UNWATCHED_FILTER, View, WorldViews, announce, radius, view_at
 from realtime.features.world.zones import ZONES_CHANGED, ZoneSpec, on_zones_changed, zone_get, zones_refresh
 from realtime.protocol import ErrorCode, ProtocolError
 from realtime.runtime import Runtime
@@ -285,6 +285,7 @@ def install(runtime: Runtime) -> None:
     views = WorldViews(runtime.hub)
     runtime.provide(views)
     runtime.hub.register_filter(MOVE_FILTER, views.move_filter)
+    runtime.hub.register_filter(UNWATCHED_FILTER, views.unwatched_filter)
     runtime.on_control(ZONES_CHANGED, lambda conn, message: on_zones_changed(runtime, message))
     runtime.every("world-zones", lambda: settings.WORLD_ZONE_REFRESH_INTERVAL, zones_refresh)
     runtime.on_instance_dead(lambda instance_id: instance_positions_purge(runtime, instance_id))

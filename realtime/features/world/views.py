@@ -21,6 +21,9 @@ from realtime.hub import Hub
 from realtime.outbound import broadcast_to_channel, build_event
 
 MOVE_FILTER = "world_move"
+# World events for every zone reach watchers of a zone through its stream; this filter lets the
+# plain copy on `world.all` reach only the connections that watch no zone yet.
+UNWATCHED_FILTER = "world_unwatched"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,9 @@ class WorldViews:
             self._views.pop(conn.id, None)
         else:
             self._views[conn.id] = view
+
+    def unwatched_filter(self, conn: Connection, args: Any) -> str | None:
+        return "text" if conn.id not in self._views else None
 
     def move_filter(self, conn: Connection, args: list[Any]) -> str | None:
         """Hub filter for world broadcasts (see `frame_for`)."""

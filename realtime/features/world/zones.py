@@ -108,6 +108,13 @@ async def zone_get(name: str) -> ZoneSpec | None:
     return zone
 
 
+async def zones_all() -> list[str]:
+    """The names of every zone (from the cache, loaded first if need be)."""
+    if not _cache.loaded:
+        await zones_refresh()
+    return sorted(_cache.zones)
+
+
 def zones_changed_on_commit() -> None:
     """After an admin edit: reload here, and tell every instance with world watchers to reload."""
 
