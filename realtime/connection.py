@@ -104,7 +104,7 @@ class Connection:
         # client's first frame or a replay is done) frames wait in `held`, in arrival order.
         self.floors: dict[str, int] | None = None
         self.holding = HOLD_ALL if opening else HOLD_NONE
-        self.held: list[tuple[OutboundFrame, str | None]] = []
+        self.held: list[tuple[OutboundFrame, str | None, int]] = []  # (frame, stream, offset)
 
     # --- identity ----------------------------------------------------------------------------
 
@@ -123,7 +123,7 @@ class Connection:
         if self.closing:
             return True
         if self.holding == HOLD_ALL:
-            return self._hold(frame, None)
+            return self._hold(frame, None, 0)
         self.frames_out += 1
         return self.transport.write(frame)
 
@@ -134,11 +134,11 @@ class Connection:
         if floors is not None and offset <= floors.get(stream, -1):
             return True
         if self.holding:
-            return self._hold(frame, stream)
+            return self._hold(frame, stream, offset)
         return self.deliver(frame)
 
-    def _hold(self, frame: OutboundFrame, stream: str | None) -> bool:
-        self.held.append((frame, stream))
+    def _hold(self, frame: OutboundFrame, stream: str | None, offset: int) -> bool:
+        self.held.append((frame, stream, offset))
         if len(self.held) >= MAX_HELD_FRAMES:
             self.release_held()  # a client that waits this long gets them as they come
         return True
@@ -155,10 +155,15 @@ class Connection:
         if self.holding != HOLD_ALL:
             return
         self.holding = HOLD_STREAMS if hold_streams and self.floors else HOLD_NONE
+        floors = self.floors or {}
         held, self.held = self.held, []
-        for frame, stream in held:
-            if stream is not None and self.holding:
-                self.held.append((frame, stream))
+        for frame, stream, offset in held:
+            if stream is None:
+                self._write(frame)
+            elif offset <= floors.get(stream, -1):
+                continue  # held before the floor was read: the past, which a resume replays
+            elif self.holding:
+                self.held.append((frame, stream, offset))
             else:
                 self._write(frame)
 
@@ -173,7 +178,7 @@ class Connection:
             return
         self.holding = HOLD_NONE
         held, self.held = self.held, []
-        for frame, _stream in held:
+        for frame, _stream, _offset in held:
             self._write(frame)
 
     def replay(self, text: str) -> None:

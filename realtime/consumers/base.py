@@ -291,7 +291,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
     async def on_pong(self, message: dict[str, Any], frame_id: Any) -> None:
         return None  # receiving it already counted as activity
 
-    @handles("resume", ResumeIn)
+    @handles("resume", ResumeIn, auth=False)
     async def on_resume(self, message: ResumeIn, frame_id: Any) -> dict[str, Any]:
         """Replay what the client missed of its streams (docs/protocol.md §12)."""
         return await recovery.resume(self.connection, message)

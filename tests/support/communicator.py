@@ -17,6 +17,7 @@ class Client:
         self.communicator = communicator
         self.established = established
         self.subprotocol: str | None = None
+        self.seen: list[dict[str, Any]] = []  # every frame read, in order (also those skipped)
 
     async def send(self, frame: Any) -> None:
         await self.communicator.send_to(text_data=frame if isinstance(frame, str) else json.dumps(frame))
@@ -28,7 +29,9 @@ class Client:
         output = await self.communicator.receive_output(timeout)
         if output["type"] == "websocket.close":
             raise AssertionError(f"connection closed with {output.get('code')}")
-        return json.loads(output["text"])
+        frame = json.loads(output["text"])
+        self.seen.append(frame)
+        return frame
 
     async def recv_type(self, frame_type: str, timeout: float = 2.0) -> dict[str, Any]:
         """Skip other frames (pings, presence) until one of `frame_type` arrives."""
