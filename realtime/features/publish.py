@@ -22,8 +22,8 @@ from realtime.features.game import achievement_grant, announcement_build
 from realtime.features.offline import send_personal
 from realtime.features.world.events import world_event_send
 from realtime.features.world.zones import zone_get
-from realtime.outbound import broadcast_to_groups, build_event
-from realtime.protocol import endpoints_for, now_iso, validation_details
+from realtime.outbound import broadcast_to_groups, broadcast_to_stream, build_event
+from realtime.protocol import endpoints_for, now_iso, streams, validation_details
 from realtime.protocol.game import AchievementOut, GameStateOut, PlayerStatusOut, SystemAnnouncementOut
 from realtime.protocol.world import WorldEventOut
 
@@ -116,6 +116,8 @@ async def _send_typed(target: str, kind: str, names: list[str], event_type: str,
         event = build_event(event_type, **checked)
     if kind == "user":
         return await send_personal(names[0], event)
+    if names == [groups.game_all()]:  # announcements and game state to everyone: the `game` stream
+        return "live" if (await broadcast_to_stream(streams.GAME, names[0], event)).reached else "local"
     return await broadcast_to_groups(names, event)
 
 
