@@ -180,6 +180,14 @@ class Store(abc.ABC):
     async def purge_instance_positions(self, instance_id: str) -> list[Position]:
         """Remove the positions held by a dead instance's players; returns them."""
 
+    @abc.abstractmethod
+    async def position_remember(self, position: Position, ttl: float) -> None:
+        """Keep where a player left the world for `ttl` seconds (its last world connection closed)."""
+
+    @abc.abstractmethod
+    async def position_recall(self, user_id: str) -> Position | None:
+        """Where the player left the world, if that was less than its `ttl` ago; forgotten once read."""
+
     # --- health ------------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -33,6 +33,7 @@ class MemoryStore(Store):
         self._claims: dict[str, float] = {}
         self._positions: dict[str, _Held] = {}  # user -> position
         self._cells: dict[tuple[str, int, int], set[str]] = {}  # (zone, cx, cy) -> users
+        self._left: dict[str, tuple[Position, float]] = {}  # user -> (where it left, until)
 
     async def connection_opened(self, *, user_id, connection_id, endpoint, instance_id, cap=0) -> PresenceChange:
         conns = self._presence.setdefault(user_id, {})
@@ -211,6 +212,16 @@ class MemoryStore(Store):
         for position in gone:
             self._unplace(position.user_id)
         return gone
+
+    async def position_remember(self, position, ttl) -> None:
+        now = time.monotonic()
+        self._left[position.user_id] = (position, now + ttl)
+        if len(self._left) > 100_000:
+            self._left = {k: v for k, v in self._left.items() if v[1] > now}
+
+    async def position_recall(self, user_id) -> Position | None:
+        left = self._left.pop(user_id, None)
+        return left[0] if left is not None and left[1] > time.monotonic() else None
 
     async def ping(self) -> None:
         return None

@@ -9,6 +9,7 @@ Keys (prefix `rpgrt:`):
   pos:<user>               hash  zone, x, y, username, instance, conn (the owning connection), cx, cy
   cell:<zone>:<cx>:<cy>    set   users whose position lies in one area-of-interest cell
   instance-pos:<inst>      set   users whose position an instance holds
+  left:<user>              string "zone|x|y|username" where the player left the world (WORLD_RESUME_SECONDS)
 Scripts touch keys they compute from others, so Redis Cluster is not supported (Sentinel is).
 """
 
@@ -231,6 +232,17 @@ class RedisStore(Store):
             for user, zone, x, y, name in rows
             if zone is not None
         ]
+
+    async def position_remember(self, position, ttl) -> None:
+        value = "|".join([position.zone, repr(float(position.x)), repr(float(position.y)), position.username])
+        await self.redis.set(f"{PREFIX}left:{position.user_id}", value, px=max(1, int(ttl * 1000)))
+
+    async def position_recall(self, user_id) -> Position | None:
+        value = await self.redis.getdel(f"{PREFIX}left:{user_id}")
+        if value is None:
+            return None
+        zone, x, y, username = _text(value).split("|", 3)
+        return Position(user_id, username, zone, float(x), float(y))
 
     # --- health --------------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from realtime.boot import ensure_runtime
@@ -442,3 +444,51 @@ async def test_a_vanished_position_is_put_back_by_the_connection_holding_the_pla
     assert kinds == ["player_entered", "player_movement"]
     nearby = await watcher.request({"type": "nearby_players_request"})
     assert [(p["user_id"], p["x"]) for p in nearby["players"]] == [(mover.user_id, 510)]
+
+
+# --- resuming a position (docs/protocol.md §7) --------------------------------------------------
+
+
+async def test_a_player_back_in_the_same_zone_soon_resumes_where_it_left(settings):
+    settings.WORLD_RESUME_SECONDS = 30
+    first = await player()
+    await enter(first)
+    await walk(first, [(540, 500), (580, 500)])
+    await first.close()
+    watcher = await watch(580, 520)
+    back = await player(first.user)
+    changed, _ = await enter(back)
+    assert (changed["x"], changed["y"]) == (580, 500)
+    entered = await watcher.recv_type("player_entered")
+    assert (entered["user_id"], entered["x"], entered["y"]) == (back.user_id, 580, 500)
+    # Used once: entering the zone again (a jump within it) is the spawn point as before.
+    await back.close()
+    await asyncio.sleep(0)
+    again = await player(first.user)
+    await enter(again, "dark_forest")  # another zone: the spawn point, and the old spot is forgotten
+    changed, _ = await enter(again)
+    assert (changed["x"], changed["y"]) == (500, 500)
+    await again.close()
+    await watcher.close()
+
+
+async def test_after_the_resume_window_or_with_it_off_players_enter_at_the_spawn_point(settings):
+    settings.WORLD_RESUME_SECONDS = 0.2
+    first = await player()
+    await enter(first)
+    await move(first, 540, 500)
+    await first.close()
+    await asyncio.sleep(0.4)
+    back = await player(first.user)
+    changed, _ = await enter(back)
+    assert (changed["x"], changed["y"]) == (500, 500)
+    await back.close()
+    settings.WORLD_RESUME_SECONDS = 0
+    second = await player(first.user)
+    await enter(second)
+    await move(second, 540, 500)
+    await second.close()
+    third = await player(first.user)
+    changed, _ = await enter(third)
+    assert (changed["x"], changed["y"]) == (500, 500)
+    await third.close()

@@ -55,7 +55,8 @@ def _outside(zone: ZoneSpec) -> ProtocolError:
 async def zone_change(
     *, runtime: Runtime, conn: Connection, zone_name: str, x: float | None, y: float | None
 ) -> tuple[View, list[Position]]:
-    """Enter (a player, at the spawn point) or watch (anonymous: at x/y or the spawn) a zone.
+    """Enter (a player: at the spawn point, or where it left this zone less than
+    WORLD_RESUME_SECONDS ago) or watch (anonymous: at x/y or the spawn) a zone.
 
     Returns the new view and the players near it. Players near the old spot hear `player_left`,
     near the new one `player_entered` (a player moved within its own zone: `player_movement`
@@ -78,7 +79,8 @@ async def zone_change(
     limit = settings.WORLD_MOVE_RATE_LIMIT
     if limit and not await runtime.store.hit(f"move:{user.id}", limit, settings.WORLD_MOVE_RATE_WINDOW):
         raise _too_many_moves()
-    view = view_at(zone.name, zone.spawn_x, zone.spawn_y, player=True)
+    x, y = await _entry_point(runtime, user.id, zone)
+    view = view_at(zone.name, x, y, player=True)
     # Watch first, then place: a move nearby is either in the snapshot below or arrives after.
     await views.watch(conn, view)
     previous, near = await runtime.store.position_enter(
@@ -107,6 +109,21 @@ async def zone_change(
         exclude_connection=conn.id,
     )
     return view, near
+
+
+async def _entry_point(runtime: Runtime, user_id: str, zone: ZoneSpec) -> tuple[float, float]:
+    """Where a player enters a zone: the spawn point, or where it left this zone less than
+    WORLD_RESUME_SECONDS ago (its last world connection closed: a reconnect, docs/protocol.md §7)."""
+    if settings.WORLD_RESUME_SECONDS > 0:
+        left = await runtime.store.position_recall(user_id)
+        if left is not None and left.zone == zone.name:
+            return zone.clamp(left.x, left.y)
+    return zone.spawn_x, zone.spawn_y
+
+
+async def _remember(runtime: Runtime, position: Position) -> None:
+    if settings.WORLD_RESUME_SECONDS > 0:
+        await runtime.store.position_remember(position, settings.WORLD_RESUME_SECONDS)
 
 
 async def player_move(*, runtime: Runtime, conn: Connection, zone_name: str, x: float, y: float) -> MoveOutcome:
@@ -249,6 +266,7 @@ async def watcher_gone(*, runtime: Runtime, conn: Connection) -> None:
         return
     previous = await runtime.store.position_remove(conn.user_id, connection_id=conn.id)
     if previous is not None:
+        await _remember(runtime, previous)
         await announce(
             zone=previous.zone,
             user_id=previous.user_id,
@@ -262,6 +280,7 @@ async def instance_positions_purge(runtime: Runtime, instance_id: str) -> int:
     """A dead instance's players leave the world; watchers near them get `player_left`."""
     gone = await runtime.store.purge_instance_positions(instance_id)
     for position in gone:
+        await _remember(runtime, position)  # its player reconnects elsewhere, where it was
         await announce(
             zone=position.zone,
             user_id=position.user_id,
