@@ -20,7 +20,6 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Iterable
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from channels.exceptions import StopConsumer
@@ -28,18 +27,18 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from realtime import metrics
-from realtime.auth import AuthResult, authenticate, token_user_id
+from realtime.auth import AuthResult
 from realtime.boot import ensure_runtime
 from realtime.connection import Connection, ConnectionUser
 from realtime.consumers import admission, pipeline
+from realtime.consumers.builtins import BuiltinMessages
 from realtime.consumers.pipeline import Handler, handles
 from realtime.features import recovery
 from realtime.features.identity import membership_groups
 from realtime.features.offline import OfflineDelivery
 from realtime.features.presence import PresenceTracker
 from realtime.outages import outages, service_of
-from realtime.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode, ProtocolError, TokenRefreshIn, now_iso
-from realtime.protocol.streams import ResumeIn
+from realtime.protocol import PROTOCOL_VERSION, now_iso
 from realtime.ratelimit import TokenBucket, parse_rate_limit
 from realtime.runtime import Runtime
 from realtime.transport import transport_for
@@ -54,7 +53,7 @@ def _seconds(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-class BaseConsumer(AsyncWebsocketConsumer):
+class BaseConsumer(BuiltinMessages, AsyncWebsocketConsumer):
     endpoint: ClassVar[str] = ""
     requires_auth: ClassVar[bool] = True
     handlers: ClassVar[dict[str, Handler]] = {}
@@ -280,41 +279,3 @@ class BaseConsumer(AsyncWebsocketConsumer):
 
     async def on_disconnected(self) -> None:
         """After the connection left every group and presence forgot it."""
-
-    # --- built-in messages (docs/protocol.md §3) -----------------------------------------------
-
-    @handles("ping", auth=False)
-    async def on_ping(self, message: dict[str, Any], frame_id: Any) -> dict[str, Any]:
-        return {"type": "pong", "timestamp": now_iso()}
-
-    @handles("pong", auth=False)
-    async def on_pong(self, message: dict[str, Any], frame_id: Any) -> None:
-        return None  # receiving it already counted as activity
-
-    @handles("resume", ResumeIn, auth=False)
-    async def on_resume(self, message: ResumeIn, frame_id: Any) -> dict[str, Any]:
-        """Replay what the client missed of its streams (docs/protocol.md §12)."""
-        return await recovery.resume(self.connection, message)
-
-    @handles("token_refresh", TokenRefreshIn)
-    async def on_token_refresh(self, message: TokenRefreshIn, frame_id: Any) -> dict[str, Any] | None:
-        """Swap in a new access token of the same user, so the connection outlives the old one."""
-        conn, user = self.connection, self.user
-        result = await authenticate(message.token, None)
-        if result.error == ErrorCode.BANNED and token_user_id(message.token) != user.id:
-            # Someone else's token: whether its owner is banned is none of this caller's business.
-            raise ProtocolError(ErrorCode.INVALID_TOKEN, "The token belongs to another user.")
-        if result.error == ErrorCode.BANNED:
-            conn.send_error(ErrorCode.BANNED, result.error_message, frame_id)
-            conn.close(CloseCode.FORBIDDEN)
-            return None
-        if result.error is not None:
-            raise ProtocolError(result.error, result.error_message)
-        if result.user is None or result.user.id != user.id or result.token_expires_at is None:
-            raise ProtocolError(ErrorCode.INVALID_TOKEN, "The token belongs to another user.")
-        # Fresh moderation state; guild and party stay as the connection's groups know them.
-        result.user.guild_id, result.user.party_id = user.guild_id, user.party_id
-        conn.user = result.user
-        conn.token_expires_at = result.token_expires_at
-        expires = datetime.fromtimestamp(result.token_expires_at, tz=UTC)
-        return {"type": "token_refreshed", "expires_at": now_iso(expires)}
