@@ -24,7 +24,7 @@ from realtime.models import Connection as ConnectionRecord
 from realtime.models import Instance
 from realtime.outages import DATABASE, REDIS, Outages, outages, service_of
 from realtime.protocol import encode
-from realtime.store import Position
+from realtime.store import Opening, Position
 from realtime.store.memory import MemoryStore
 from realtime.store.redis import RedisStore
 from tests.support.cluster import RedisServer
@@ -54,6 +54,22 @@ async def state(request):
     await store.redis.flushdb()
     yield store
     await store.close()
+
+
+async def test_connections_opened_together_are_recorded_in_order_within_the_cap(state):
+    openings = [Opening("u1", f"c{n}", "chat", cap=2) for n in range(3)] + [Opening("u2", "d1", "game")]
+    changes = await state.connections_opened("i1", openings)
+    assert [(c.user_id, c.connections, c.admitted) for c in changes] == [
+        ("u1", 1, True),
+        ("u1", 2, True),
+        ("u1", 2, False),  # over the cap: nothing recorded
+        ("u2", 1, True),
+    ]
+    assert await state.user_endpoints("u1") == {"chat": 2}
+    assert await state.presence_instances() == {"i1": 3}
+    # One already recorded is admitted again at the cap (a retried open), not refused.
+    (again,) = await state.connections_opened("i1", [Opening("u1", "c1", "chat", cap=2)])
+    assert (again.connections, again.admitted) == (2, True)
 
 
 async def test_refresh_re_asserts_what_vanished_and_reports_strays(state):
@@ -433,10 +449,10 @@ async def test_connecting_while_the_database_is_down_says_try_again_not_invalid_
 
     user = await db(make_user)()
 
-    def down(user_id):
+    def down(user_ids):
         raise OperationalError('connection to server at "10.0.0.5", port 5432 failed')
 
-    monkeypatch.setattr(auth, "connection_user_load", down)
+    monkeypatch.setattr(auth, "connection_users_load", down)
     client = await connect("/ws/chat", access_token(user), expect_established=False)
     error = await client.recv()
     assert (error["code"], error["message"]) == ("unavailable", "A backing service is unavailable; try again shortly.")
