@@ -114,14 +114,19 @@ async def get_status(user_id: str) -> str:
         return "online"
 
 
+# Users per query: a dead instance may have held 20,000, and SQLite limits a query's parameters.
+STATUS_CHUNK = 500
+
+
 def _users_for_status(user_ids: list[str]) -> list[tuple[str, str, Any, Any]]:
     User = get_user_model()
-    return [
-        (str(pk), username, guild_id, party_id)
-        for pk, username, guild_id, party_id in User.objects.filter(pk__in=user_ids).values_list(
+    found = []
+    for start in range(0, len(user_ids), STATUS_CHUNK):
+        rows = User.objects.filter(pk__in=user_ids[start : start + STATUS_CHUNK]).values_list(
             "pk", "username", "guild_id", "party_id"
         )
-    ]
+        found += [(str(pk), username, guild_id, party_id) for pk, username, guild_id, party_id in rows]
+    return found
 
 
 async def announce_statuses(user_ids: list[str], status: str) -> None:

@@ -13,7 +13,7 @@ from django.db import IntegrityError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from accounts.models import Guild
-from realtime import auth, groups, health, outbound, watchdog
+from realtime import auth, groups, health, housekeeping, outbound, watchdog
 from realtime import runtime as runtime_module
 from realtime import store as store_module
 from realtime.boot import ensure_runtime
@@ -485,3 +485,17 @@ async def test_watchdog_takes_slow_broadcasts_for_a_busy_instance_not_an_outage(
     checks["shared_state"] = {"status": "error", "error": "timeout"}  # Redis itself does not answer
     await dog.run()
     assert outages.down(REDIS)
+
+
+@pytest.mark.django_db
+def test_queries_over_every_user_of_an_instance_are_made_in_chunks(monkeypatch):
+    """Revalidation, statuses after an instance died and pending deliveries read thousands of
+    users; each query takes a chunk (SQLite limits a query's parameters)."""
+    monkeypatch.setattr(housekeeping, "REVALIDATE_CHUNK", 7)
+    monkeypatch.setattr(presence, "STATUS_CHUNK", 7)
+    monkeypatch.setattr(offline, "PENDING_CHUNK", 7)
+    users = [make_user(has_pending_deliveries=n % 2 == 0) for n in range(20)]
+    ids = [str(user.pk) for user in users]
+    assert set(housekeeping._user_states(ids)) == set(ids)
+    assert {row[0] for row in presence._users_for_status(ids)} == set(ids)
+    assert set(offline._users_with_pending(ids)) == set(ids[::2])
