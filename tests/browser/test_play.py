@@ -372,6 +372,60 @@ async def test_two_players_chat_walk_group_up_and_fight(play_server, browser):
     assert traffic.page_errors == second_traffic.page_errors == []
 
 
+async def test_an_invitation_kept_while_away_is_one_notice_and_accepted_from_the_roster(play_server, browser):
+    server = play_server
+    traffic = Traffic()
+    # Erin leads an invitation-only guild and invites frank, who has no page open: the event is
+    # kept for him (docs/protocol.md §9).
+    _, erin = await asyncio.to_thread(server.register, "erin")
+    status, guild = await asyncio.to_thread(server.request, "POST", "/api/v1/guilds/", {"name": "Night Owls"}, erin)
+    assert status == 201 and guild["open"] is False, guild
+    await asyncio.to_thread(server.register, "frank")
+    path = f"/api/v1/guilds/{guild['id']}/invitations/"
+    status, _ = await asyncio.to_thread(server.request, "POST", path, {"username": "frank"}, erin)
+    assert status == 201
+
+    frank = await open_page(browser, server, traffic)
+    await submit_auth(frank, "login", "frank", PASSWORD)
+    await connected(frank)
+    notice = frank.locator("#toasts .toast", has_text="erin invites you to join the guild Night Owls.")
+    await expect(notice).to_have_count(1)
+    listed = frank.locator('#invitations li[data-name="Night Owls"]')
+    await expect(listed).to_have_count(1)
+    await expect(frank.locator('#guild-box li[data-name="Night Owls"]')).to_have_count(0)  # not open to all
+    await expect(notice).to_have_count(1)
+
+    # Accepted from the roster's list: the notice goes too, and he is a member (not its leader).
+    await listed.locator("button", has_text="Accept").click()
+    await expect(frank.locator("#guild-box h3")).to_have_text("Guild: Night Owls")
+    await expect(frank.locator("#guild-box .access")).to_have_text("invitation only")
+    await expect(frank.locator("#guild-box form[data-action=guild-invite]")).to_have_count(0)
+    await expect(frank.locator("#invitations-box")).to_be_hidden()
+    await expect(frank.locator("#toasts .toast", has_text="invites you")).to_have_count(0)
+    await expect(frank.locator('#chat-tabs button[data-key="guild"]')).to_be_enabled()
+
+    # An invitation to a party that is gone before he answers: words for players, no id.
+    status, party = await asyncio.to_thread(server.request, "POST", "/api/v1/parties/", {"name": "Lost Cause"}, erin)
+    assert status == 201, party
+    status, _ = await asyncio.to_thread(
+        server.request, "POST", f"/api/v1/parties/{party['id']}/invitations/", {"username": "frank"}, erin
+    )
+    assert status == 201
+    live = frank.locator("#toasts .toast", has_text="erin invites you to join the party Lost Cause.")
+    await expect(live).to_have_count(1)
+    status, _ = await asyncio.to_thread(server.request, "POST", "/api/v1/parties/leave/", None, erin)
+    assert status == 200  # her party had only her: it is deleted, with its invitations
+    await live.locator("button", has_text="Accept").click()
+    refused = frank.locator("#toasts .toast-error")
+    await expect(refused).to_have_text(re.compile("That party does not exist any more."))
+    await expect(frank.locator("#social-error")).to_have_text("That party does not exist any more.")
+    assert party["id"] not in await frank.locator("body").inner_text()
+    await expect(frank.locator("#party-box h3")).to_have_text("No party")
+
+    assert_no_token_in(traffic)
+    assert traffic.page_errors == []
+
+
 async def _equals(awaitable, expected):
     return await awaitable == expected
 
