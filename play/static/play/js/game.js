@@ -392,7 +392,7 @@ export class Game {
   }
 
   _joinBox(scope) {
-    const title = scope === "guild" ? "Guild" : "Party";
+    const plural = scope === "guild" ? "guilds" : "parties";
     const nameInput = el("input", {
       name: "name",
       placeholder: scope === "guild" ? "Guild name" : "Party name (optional)",
@@ -422,9 +422,9 @@ export class Game {
         ),
         el("button", {}, "Create"),
       ),
-      el("p", { class: "hint joinable-title" }, `Open ${scope === "guild" ? "guilds" : "parties"} to join:`),
+      el("p", { class: "hint joinable-title" }, `Open ${plural} to join:`),
       el("ul", { class: "joinable", dataset: { scope } }),
-      el("p", { class: "hint" }, `${title}s that are not open take an invitation from their leader.`),
+      el("p", { class: "hint" }, `To join ${plural} that are not open, you need an invitation from their leader.`),
     ];
   }
 
