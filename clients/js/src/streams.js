@@ -15,6 +15,11 @@ function byOffset(a, b) {
   return a.offset - b.offset;
 }
 
+/** The most streams one `resume` may name (docs/protocol.md §12). */
+export const MAX_RESUMED_STREAMS = 16;
+// Streams the server will never replay again: forgotten, not asked about on every reconnect.
+const GONE_REASONS = new Set(["forbidden", "unknown_stream"]);
+
 export class StreamTracker {
   /** `initial`: positions saved from an earlier session, `{"<stream>": {offset, epoch}}`. */
   constructor(initial = {}) {
@@ -26,6 +31,9 @@ export class StreamTracker {
     }
     this._resuming = null; // Set of stream names whose frames are held until `resumed`
     this._held = null; // stream name → frames received while resuming
+    this._notResumed = [];
+    this._active = new Map(); // stream name → when it last moved (a counter)
+    this._clock = 0;
   }
 
   /** The last position of every stream seen: what a `resume` asks for. */
@@ -53,8 +61,29 @@ export class StreamTracker {
     }
   }
 
-  /** Start a resume: returns the `streams` of the `resume` frame; their frames are held until `finish`. */
+  /** Stop tracking a stream (a fight that ended, a zone left, a group left). */
+  forget(name) {
+    this._positions.delete(name);
+    this._active.delete(name);
+  }
+
+  /** `zone_changed`: the world streams are now exactly the new zone's. */
+  zoneChanged(frame) {
+    const streams = frame.streams && typeof frame.streams === "object" ? frame.streams : {};
+    for (const name of [...this._positions.keys()]) {
+      if (name.startsWith("world:") && !(name in streams)) this.forget(name);
+    }
+    this.adopt(streams);
+  }
+
+  /**
+   * Start a resume: returns the `streams` of the `resume` frame; their frames are held until
+   * `finish`. At most MAX_RESUMED_STREAMS, the most recently active; the others are re-synced.
+   */
   begin() {
+    const names = [...this._positions.keys()].sort((a, b) => (this._active.get(b) || 0) - (this._active.get(a) || 0));
+    this._notResumed = names.slice(MAX_RESUMED_STREAMS);
+    for (const name of this._notResumed) this.forget(name);
     const asked = this.positions();
     this._resuming = new Set(Object.keys(asked));
     this._held = new Map();
@@ -64,7 +93,10 @@ export class StreamTracker {
   /** A frame from the server, in arrival order. */
   receive(frame) {
     const at = position(frame);
-    if (!at) return [{ frame }];
+    if (!at) {
+      if (frame.type === "zone_changed") this.zoneChanged(frame);
+      return [{ frame }];
+    }
     if (this._resuming?.has(at.stream)) {
       // Replayed or live, it waits for `resumed`: only then is the order known to be complete.
       const held = this._held.get(at.stream) || [];
@@ -77,7 +109,7 @@ export class StreamTracker {
 
   /** The `resumed` reply: each held stream delivered in offset order, or re-synced. */
   finish(resumed) {
-    const steps = [];
+    const steps = this._resyncNotResumed();
     for (const name of this._resuming || []) {
       const entry = resumed?.streams?.[name];
       const held = (this._held.get(name) || []).sort(byOffset);
@@ -93,7 +125,7 @@ export class StreamTracker {
 
   /** The server refused or never answered the resume: every stream asked about starts over. */
   fail(reason = "resume_failed") {
-    const steps = [];
+    const steps = this._resyncNotResumed();
     for (const name of this._resuming || []) {
       const held = (this._held.get(name) || []).sort(byOffset);
       steps.push(...this._restart(name, held, reason, null));
@@ -107,10 +139,21 @@ export class StreamTracker {
     this._resuming = this._held = null;
   }
 
+  _resyncNotResumed() {
+    const steps = this._notResumed.map((name) => ({ resync: { stream: name, reason: "not_resumed", offset: null, epoch: null } }));
+    this._notResumed = [];
+    return steps;
+  }
+
   // A stream that cannot be recovered: say so once, then deliver what arrived live from its new
   // position (an announcement cannot be re-read later; chat can be merged by `message_id`).
   _restart(name, held, reason, entry) {
     const now = entry && Number.isInteger(entry.offset) ? { offset: entry.offset, epoch: entry.epoch } : null;
+    if (GONE_REASONS.has(reason)) {
+      // Never readable again: stop asking about it.
+      this.forget(name);
+      return [{ resync: { stream: name, reason, offset: now?.offset ?? null, epoch: now?.epoch ?? null } }];
+    }
     const live = now ? held.filter((h) => h.epoch === now.epoch) : held;
     const steps = [{ resync: { stream: name, reason, offset: now?.offset ?? null, epoch: now?.epoch ?? null } }];
     if (live.length) this._positions.set(name, { offset: live[0].offset - 1, epoch: live[0].epoch });
@@ -119,7 +162,14 @@ export class StreamTracker {
     return steps;
   }
 
-  _advance(at, frame, { quiet = false } = {}) {
+  _advance(at, frame, options) {
+    const steps = this._step(at, frame, options);
+    this._active.set(at.stream, ++this._clock);
+    if (frame.type === "combat_end") this.forget(at.stream); // the fight's last frame: nothing left to resume
+    return steps;
+  }
+
+  _step(at, frame, { quiet = false } = {}) {
     const known = this._positions.get(at.stream);
     this._positions.set(at.stream, { offset: Math.max(at.offset, known?.epoch === at.epoch ? known.offset : 0), epoch: at.epoch });
     if (!known) return [{ frame }]; // a stream joined now (a zone entered, a fight started)

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { Backoff, CloseCode, StreamTracker, closeAction, jwtClaims, renewalDelayMs } from "../src/index.js";
+import { Backoff, CloseCode, MAX_RESUMED_STREAMS, StreamTracker, closeAction, jwtClaims, renewalDelayMs } from "../src/index.js";
 import { fakeJwt } from "./support/fake-server.js";
 
 test("close-code rules", () => {
@@ -80,4 +80,37 @@ test("tracker: adopt takes the server's position only for streams it does not tr
   const tracker = new StreamTracker({ a: { offset: 2, epoch: "e" } });
   tracker.adopt({ a: { offset: 9, epoch: "e" }, b: { offset: 4, epoch: "f" }, bad: { offset: "1" } });
   assert.deepEqual(tracker.positions(), { a: { offset: 2, epoch: "e" }, b: { offset: 4, epoch: "f" } });
+});
+
+// --- StreamTracker: what it forgets, and how many streams one resume names ------------------
+
+const at = (stream, offset, type = "x") => ({ type, stream, offset, epoch: "e" });
+
+test("streams the server will never replay (forbidden, unknown_stream) are forgotten", () => {
+  const tracker = new StreamTracker({ "chat:guild:g1": { offset: 4, epoch: "e" }, "chat:global": { offset: 9, epoch: "e" } });
+  tracker.begin();
+  const steps = tracker.finish({ streams: { "chat:guild:g1": { recovered: false, reason: "forbidden", offset: 0, epoch: "" } } });
+  assert.deepEqual(steps, [{ resync: { stream: "chat:guild:g1", reason: "forbidden", offset: 0, epoch: "" } }]);
+  assert.deepEqual(Object.keys(tracker.positions()), ["chat:global"]);
+});
+
+test("a fight is forgotten once it ended; old zones when the zone changes", () => {
+  const tracker = new StreamTracker();
+  tracker.receive(at("combat:s1", 1, "combat_state"));
+  tracker.receive(at("combat:s1", 2, "combat_end"));
+  assert.deepEqual(tracker.positions(), {});
+  tracker.adopt({ "world:starter_town": { offset: 3, epoch: "e" } });
+  tracker.receive({ type: "zone_changed", zone: "dark_forest", streams: { "world:dark_forest": { offset: 8, epoch: "e" } } });
+  assert.deepEqual(tracker.positions(), { "world:dark_forest": { offset: 8, epoch: "e" } });
+});
+
+test("a resume names the most recently active streams, at most 16; the rest are re-synced", () => {
+  const tracker = new StreamTracker();
+  for (let n = 0; n < MAX_RESUMED_STREAMS + 2; n++) tracker.receive(at(`chat:party:p${n}`, 1));
+  tracker.receive(at("chat:party:p0", 2)); // p0 is the most recently active again
+  const asked = tracker.begin();
+  assert.equal(Object.keys(asked).length, MAX_RESUMED_STREAMS);
+  assert.ok("chat:party:p0" in asked && !("chat:party:p1" in asked) && !("chat:party:p2" in asked));
+  const resyncs = tracker.finish({ streams: {} }).filter((step) => step.resync).map((step) => step.resync);
+  assert.deepEqual(resyncs.map((r) => [r.stream, r.reason]).sort(), [["chat:party:p1", "not_resumed"], ["chat:party:p2", "not_resumed"]]);
 });

@@ -110,11 +110,18 @@ export declare class ConnectionRefused extends Error {
   readonly error: ErrorFrame | null;
 }
 
+/** The most streams one `resume` may name (docs/protocol.md §12). */
+export declare const MAX_RESUMED_STREAMS: 16;
+
 export declare class StreamTracker {
   constructor(initial?: Record<string, StreamPosition>);
   positions(): Record<string, StreamPosition>;
   readonly size: number;
   readonly resuming: boolean;
+  /** Positions of streams not tracked yet (`connection_established.streams`). */
+  adopt(streams: Record<string, StreamPosition> | null | undefined): void;
+  /** Stop tracking a stream (a group left). Fights that ended and zones left are forgotten by themselves. */
+  forget(stream: string): void;
 }
 
 export declare class RealtimeClient {
