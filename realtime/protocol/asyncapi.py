@@ -210,7 +210,7 @@ def build(endpoints: Sequence[EndpointFrames]) -> dict[str, Any]:
                 "messages": [{"$ref": f"#/channels/{endpoint.name}/messages/{name}"} for name in names],
             }
     return {
-        "asyncapi": "3.0.0",
+        "asyncapi": "3.1.0",
         "info": {"title": "rpgrealtime WebSocket protocol", "version": PROTOCOL_VERSION, "description": DESCRIPTION},
         "defaultContentType": "application/json",
         "channels": channels,

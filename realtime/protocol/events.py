@@ -8,7 +8,8 @@ its clients receive against that document, a field the type does not list includ
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NotRequired, get_args, get_type_hints
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, NotRequired, TypeVar, get_args, get_type_hints
 
 from pydantic import ConfigDict, Field, with_config
 from typing_extensions import TypeAliasType, TypedDict
@@ -143,7 +144,10 @@ class _Positioned(TypedDict):
     epoch: NotRequired[Annotated[str, Field(description="The stream's epoch: offsets of another mean nothing.")]]
 
 
-def server_frame(example: dict[str, Any], *, published: bool = False) -> Any:
+FrameType = TypeVar("FrameType", bound=type)
+
+
+def server_frame(example: dict[str, Any], *, published: bool = False) -> Callable[[FrameType], FrameType]:
     """A server frame type: a field it does not list is a mistake, except in the types the publish
     route sends (`published`), which keep the publisher's extra fields (docs/protocol.md §8)."""
     return with_config(ConfigDict(extra="allow" if published else "forbid", json_schema_extra={"examples": [example]}))
