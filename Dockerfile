@@ -38,6 +38,8 @@ ENTRYPOINT ["/app/deploy/docker-entrypoint.sh"]
 # heartbeat (WEBSOCKET_CONNECTION_TIMEOUT) closes dead connections. --websocket-max-*-size: a
 # frame or message over 1 MiB is refused by the transport (close 1009) before it is buffered
 # whole; the application's own limit (WEBSOCKET_MAX_MESSAGE_BYTES, 64 KiB) answers below that.
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", "--websocket_timeout", "-1", \
+# backlog=1024: Twisted's default listen queue of 50 overflows in a reconnect storm (the kernel
+# drops SYNs; clients retry after 1, 3, 7 s). The host's net.core.somaxconn caps it (4096 today).
+CMD ["daphne", "-e", "tcp:port=8000:interface=0.0.0.0:backlog=1024", "--proxy-headers", "--websocket_timeout", "-1", \
      "--websocket-max-message-size", "1048576", "--websocket-max-frame-size", "1048576", \
      "rpgrealtime.asgi:application"]

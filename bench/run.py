@@ -6,6 +6,8 @@
     .venv/bin/python bench/run.py fanout --peer socketio ...   # the python-socketio reference peer
     .venv/bin/python bench/run.py sweep --rates 10,25,50,100,150 # latency against load, with a plot
     .venv/bin/python bench/run.py movement --instances 2           # area of interest (bench/movement.py)
+    .venv/bin/python bench/run.py storm --clients 1000 --signal TERM  # reconnect storm and recovery (bench/storm.py)
+    .venv/bin/python bench/run.py capacity --connections 19000       # idle players per instance (bench/capacity.py)
 
 Each run starts a private redis-server, migrates a scratch database, creates users and real JWTs,
 starts the servers with production settings (DEBUG off, limits lifted), drives them with the Node
@@ -451,8 +453,10 @@ def plot_sweeps(path: Path = PLOT_PATH) -> None:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["movement"]:  # one entry point: the movement workload has its own script
-        os.execv(sys.executable, [sys.executable, str(ROOT / "bench" / "movement.py"), *sys.argv[2:]])
+    # One entry point: the movement, storm and capacity workloads have their own scripts.
+    for workload in ("movement", "storm", "capacity"):
+        if sys.argv[1:2] == [workload]:
+            os.execv(sys.executable, [sys.executable, str(ROOT / "bench" / f"{workload}.py"), *sys.argv[2:]])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="workload", required=True)
 

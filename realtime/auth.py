@@ -1,4 +1,5 @@
-"""Who a token belongs to: JWT verification and the one user lookup of a connect (docs/protocol.md §1).
+"""Who a token belongs to: JWT verification and the user lookup of a connect (docs/protocol.md §1),
+shared by connects that arrive together.
 
 Used by the WebSocket middleware at the handshake and by `token_refresh` on an open connection.
 A present but invalid token is never downgraded to anonymous.
@@ -18,6 +19,7 @@ from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
+from realtime.batching import BatchedLookup
 from realtime.connection import ConnectionUser
 from realtime.outages import DATABASE, outages
 from realtime.protocol import ErrorCode
@@ -63,12 +65,8 @@ def _text_or_none(value: Any) -> str | None:
     return str(value) if value else None
 
 
-def connection_user_load(user_id: Any) -> tuple[ConnectionUser, bool] | None:
-    """The user as a connection sees it, and whether the account is active; None if unknown."""
-    rows = list(get_user_model().objects.filter(pk=user_id).values_list(*CONNECTION_USER_FIELDS)[:1])  # no ORDER BY
-    if not rows:
-        return None
-    pk, username, active, staff, moderator, guild_id, party_id, banned_until, muted_until, pending = rows[0]
+def _connection_user_of(row: tuple) -> tuple[ConnectionUser, bool]:
+    pk, username, active, staff, moderator, guild_id, party_id, banned_until, muted_until, pending = row
     user = ConnectionUser(
         id=str(pk),
         username=username,
@@ -83,6 +81,28 @@ def connection_user_load(user_id: Any) -> tuple[ConnectionUser, bool] | None:
     return user, active
 
 
+def connection_users_load(user_ids: list[str]) -> dict[str, tuple[ConnectionUser, bool]]:
+    """The users as connections see them, and whether each account is active, by id (one query)."""
+    rows = get_user_model().objects.filter(pk__in=user_ids).values_list(*CONNECTION_USER_FIELDS)
+    return {str(row[0]): _connection_user_of(row) for row in rows}
+
+
+async def _load_many(user_ids: list[str]) -> dict[str, tuple[ConnectionUser, bool]]:
+    return await database_sync_to_async(connection_users_load)(user_ids)
+
+
+# Connects that arrive together share one query (a reconnect storm: thousands at once).
+_connection_users = BatchedLookup(_load_many)
+
+
+def _user_key(user_id: Any) -> str | None:
+    """The token's user id as the database writes it; None when it cannot be a user's id."""
+    try:
+        return str(get_user_model()._meta.pk.to_python(user_id)) if user_id else None
+    except (ValueError, TypeError, ValidationError):  # a signed token with a malformed id
+        return None
+
+
 async def authenticate(token: str | None, subprotocol: str | None) -> AuthResult:
     if token is None:
         return AuthResult(subprotocol=subprotocol)
@@ -94,11 +114,9 @@ async def authenticate(token: str | None, subprotocol: str | None) -> AuthResult
         return AuthResult(error=ErrorCode.TOKEN_EXPIRED, error_message="The token expired.", subprotocol=subprotocol)
     except TokenError:
         return AuthResult(error=ErrorCode.INVALID_TOKEN, error_message="The token is invalid.", subprotocol=subprotocol)
-    user_id = access.payload.get(jwt_settings.USER_ID_CLAIM)
+    user_key = _user_key(access.payload.get(jwt_settings.USER_ID_CLAIM))
     try:
-        found = await database_sync_to_async(connection_user_load)(user_id) if user_id else None
-    except (ValueError, TypeError, ValidationError):  # a signed token with a malformed id
-        found = None
+        found = await _connection_users(user_key) if user_key else None
     except DatabaseError as exc:  # the token may be fine: say "try again", not "invalid"
         outages.failed(DATABASE, exc)
         return AuthResult(

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from realtime import metrics
 from realtime.connection import Connection
 from realtime.hub import Hub
 from realtime.outages import DATABASE, outages, service_of
@@ -78,7 +79,9 @@ class Housekeeping:
         while True:
             await asyncio.sleep(self._tick())
             try:
+                started = time.perf_counter()
                 self.heartbeat()
+                metrics.HOUSEKEEPING_SECONDS.labels("heartbeat").observe(time.perf_counter() - started)
                 self._maybe("flush", settings.WEBSOCKET_REGISTRY_FLUSH_INTERVAL, self.flush)
                 self._maybe("cleanup", settings.WEBSOCKET_CLEANUP_INTERVAL, self.cleanup)
                 self._maybe("revalidate", settings.WEBSOCKET_TOKEN_REVALIDATE_INTERVAL, self.revalidate)
@@ -101,8 +104,10 @@ class Housekeeping:
 
     @staticmethod
     async def _guarded(name: str, job: Job) -> None:
+        started = time.perf_counter()
         try:
             await job()
+            metrics.HOUSEKEEPING_SECONDS.labels(name).observe(time.perf_counter() - started)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -183,11 +188,17 @@ class Housekeeping:
                 conn.close(code, error, text)
 
 
+# Users per query: an instance may hold 20,000 connections, and SQLite limits a query's parameters.
+REVALIDATE_CHUNK = 500
+
+
 def _user_states(user_ids: list[str]) -> dict[str, tuple[bool, Any]]:
     User = get_user_model()
-    return {
-        str(pk): (active, banned_until)
-        for pk, active, banned_until in User.objects.filter(pk__in=user_ids).values_list(
+    states: dict[str, tuple[bool, Any]] = {}
+    for start in range(0, len(user_ids), REVALIDATE_CHUNK):
+        chunk = user_ids[start : start + REVALIDATE_CHUNK]
+        for pk, active, banned_until in User.objects.filter(pk__in=chunk).values_list(
             "pk", "is_active", "banned_until"
-        )
-    }
+        ):
+            states[str(pk)] = (active, banned_until)
+    return states

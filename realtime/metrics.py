@@ -39,6 +39,12 @@ BROADCAST_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 SLOW_CONSUMERS = Counter("rpgrealtime_ws_slow_consumers_total", "Connections closed for not reading")
+HOUSEKEEPING_SECONDS = Histogram(
+    "rpgrealtime_housekeeping_seconds",
+    "How long one run of a periodic job took (heartbeat pass, cleanup, registry flush, revalidation, ...)",
+    ["job"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 
 _frames_in_children: dict[tuple[str, str], Counter] = {}
 _frames_out_children: dict[tuple[str, str], Counter] = {}

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 
+import autobahn.websocket.protocol as autobahn_protocol
 import daphne.server
 import daphne.ws_protocol
 import pytest
@@ -28,6 +29,7 @@ from twisted.web.http import HTTPChannel
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from realtime.server_hooks import _CONNECTION_MADE, _Pretty, pformat_lazily_for_connection_made
 from tests.support.cluster import ROOT, free_port, wait_for_port
 
 
@@ -141,3 +143,15 @@ def test_a_live_daphne_connection_has_every_internal_and_they_behave():
     finally:
         process.terminate()
         process.wait(20)
+
+
+def test_autobahn_pretty_prints_the_configuration_where_the_lazy_replacement_expects():
+    """`server_hooks` formats autobahn's per-connection debug line lazily: the call must still be
+    made from `_connectionMade` through the module's `pformat`, and other callers get text."""
+    source = inspect.getsource(autobahn_protocol.WebSocketProtocol._connectionMade)
+    assert "pformat(configAttrLog)" in source, "autobahn: _connectionMade no longer pretty-prints its configuration"
+    assert _CONNECTION_MADE is autobahn_protocol.WebSocketProtocol._connectionMade.__code__
+    assert pformat_lazily_for_connection_made({"a": [1, 2]}) == "{'a': [1, 2]}"
+    assert (
+        "{x}".format(x=_Pretty([("openHandshakeTimeout", 5, "Factory")])) == "[('openHandshakeTimeout', 5, 'Factory')]"
+    )

@@ -217,10 +217,17 @@ class OfflineDelivery:
         return delivered
 
 
+# Users per query: an instance may hold 20,000, and SQLite limits a query's parameters.
+PENDING_CHUNK = 500
+
+
 def _users_with_pending(user_ids: list[str]) -> list[str]:
     User = get_user_model()
-    waiting = User.objects.filter(pk__in=user_ids, has_pending_deliveries=True)
-    return [str(pk) for pk in waiting.values_list("pk", flat=True)]
+    waiting: list[str] = []
+    for start in range(0, len(user_ids), PENDING_CHUNK):
+        chunk = User.objects.filter(pk__in=user_ids[start : start + PENDING_CHUNK], has_pending_deliveries=True)
+        waiting += [str(pk) for pk in chunk.values_list("pk", flat=True)]
+    return waiting
 
 
 # --- the embedded default's outbox -------------------------------------------------------------

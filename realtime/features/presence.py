@@ -17,12 +17,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from realtime import groups
+from realtime.batching import BatchedLookup
 from realtime.connection import Connection, ConnectionUser
 from realtime.hub import Hub, local_hub
 from realtime.outages import REDIS, outages
 from realtime.outbound import broadcast_to_channel, build_event
 from realtime.runtime import Runtime
-from realtime.store import PresenceChange, Store, get_store
+from realtime.store import Opening, PresenceChange, Store, get_store
 
 logger = logging.getLogger(__name__)
 
@@ -113,14 +114,19 @@ async def get_status(user_id: str) -> str:
         return "online"
 
 
+# Users per query: a dead instance may have held 20,000, and SQLite limits a query's parameters.
+STATUS_CHUNK = 500
+
+
 def _users_for_status(user_ids: list[str]) -> list[tuple[str, str, Any, Any]]:
     User = get_user_model()
-    return [
-        (str(pk), username, guild_id, party_id)
-        for pk, username, guild_id, party_id in User.objects.filter(pk__in=user_ids).values_list(
+    found = []
+    for start in range(0, len(user_ids), STATUS_CHUNK):
+        rows = User.objects.filter(pk__in=user_ids[start : start + STATUS_CHUNK]).values_list(
             "pk", "username", "guild_id", "party_id"
         )
-    ]
+        found += [(str(pk), username, guild_id, party_id) for pk, username, guild_id, party_id in rows]
+    return found
 
 
 async def announce_statuses(user_ids: list[str], status: str) -> None:
@@ -144,6 +150,12 @@ class PresenceTracker:
         self.unconfirmed_closes: dict[str, str] = {}  # connection id -> user id; entry may remain
         self.strays: dict[str, str] = {}  # entries found for connections we do not hold
         self.confirmed = False  # the last reconciliation succeeded
+        # Connects that arrive together are recorded in one store call (a reconnect storm).
+        self._admissions = BatchedLookup(self._admit_many)
+
+    async def _admit_many(self, openings: list[Opening]) -> dict[Opening, PresenceChange]:
+        changes = await self.store.connections_opened(self.instance_id, openings)
+        return dict(zip(openings, changes, strict=True))
 
     async def admit(
         self, *, connection_id: str, user: ConnectionUser, endpoint: str, cap: int
@@ -152,9 +164,9 @@ class PresenceTracker:
         and recorded in one atomic step in the store). None: the store failed; the connection
         is recorded when it answers again, and meanwhile the cap holds on this instance only."""
         try:
-            return await self.store.connection_opened(
-                user_id=user.id, connection_id=connection_id, endpoint=endpoint, instance_id=self.instance_id, cap=cap
-            )
+            change = await self._admissions(Opening(user.id, connection_id, endpoint, cap))
+            assert change is not None  # every opening of a batch gets its answer
+            return change
         except Exception as exc:
             outages.failed(REDIS, exc)
         local = len(self.hub.user_connections(user.id))

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
-from realtime.store.base import MoveOutcome, MoveStatus, Position, PresenceChange, PresenceRefresh, Store
+from realtime.store.base import MoveOutcome, MoveStatus, Opening, Position, PresenceChange, PresenceRefresh, Store
 from realtime.store.memory import MemoryStore
 from realtime.store.redis import RedisStore
 
@@ -20,6 +20,7 @@ __all__ = [
     "MemoryStore",
     "MoveOutcome",
     "MoveStatus",
+    "Opening",
     "Position",
     "PresenceChange",
     "PresenceRefresh",

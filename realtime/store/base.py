@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class Opening(NamedTuple):
+    """A connection about to open, for `Store.connections_opened`."""
+
+    user_id: str
+    connection_id: str
+    endpoint: str
+    cap: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +95,21 @@ class Store(abc.ABC):
         """Record a connection, in one atomic step with the per-user cap: with `cap` > 0 and the
         user already holding `cap` connections across the cluster, nothing is recorded and the
         change says `admitted=False`."""
+
+    async def connections_opened(self, instance_id: str, openings: Sequence[Opening]) -> list[PresenceChange]:
+        """`connection_opened` for several connections, in order (one round trip where the
+        backend allows: a reconnect storm admits thousands at once)."""
+        changes = []
+        for opening in openings:
+            change = await self.connection_opened(
+                user_id=opening.user_id,
+                connection_id=opening.connection_id,
+                endpoint=opening.endpoint,
+                instance_id=instance_id,
+                cap=opening.cap,
+            )
+            changes.append(change)
+        return changes
 
     @abc.abstractmethod
     async def connection_closed(self, *, user_id: str, connection_id: str, instance_id: str) -> PresenceChange: ...

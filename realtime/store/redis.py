@@ -15,13 +15,14 @@ Scripts touch keys they compute from others, so Redis Cluster is not supported (
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
 
 import realtime.store.redis_scripts as scripts
-from realtime.store.base import MoveOutcome, MoveStatus, Position, PresenceChange, PresenceRefresh, Store
+from realtime.store.base import MoveOutcome, MoveStatus, Opening, Position, PresenceChange, PresenceRefresh, Store
 
 PREFIX = "rpgrt:"
 
@@ -46,6 +47,7 @@ class RedisStore(Store):
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
         self._open = client.register_script(scripts.OPEN)
+        self._open_many = client.register_script(scripts.OPEN_MANY)
         self._close = client.register_script(scripts.CLOSE)
         self._purge = client.register_script(scripts.PURGE)
         self._hit = client.register_script(scripts.HIT)
@@ -92,6 +94,16 @@ class RedisStore(Store):
             )
         )
         return PresenceChange(user_id, abs(count), admitted=count > 0)
+
+    async def connections_opened(self, instance_id: str, openings: Sequence[Opening]) -> list[PresenceChange]:
+        args: list[Any] = [f"{PREFIX}presence:", instance_id]
+        for opening in openings:
+            args += [opening.connection_id, opening.user_id, opening.endpoint, int(opening.cap)]
+        counts = await self._open_many(keys=[f"{PREFIX}instance-conns:{instance_id}"], args=args)
+        return [
+            PresenceChange(opening.user_id, abs(int(count)), admitted=int(count) > 0)
+            for opening, count in zip(openings, counts, strict=True)
+        ]
 
     async def connection_closed(self, *, user_id, connection_id, instance_id) -> PresenceChange:
         count = await self._close(

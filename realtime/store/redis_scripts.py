@@ -15,6 +15,26 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return redis.call('HLEN', KEYS[1])
 """
 
+# Several OPENs in one call. KEYS[1] instance-conns:<instance>; ARGV[1] presence key prefix,
+# ARGV[2] instance, then (connection, user, endpoint, cap) per connection. Returns, per
+# connection, OPEN's answer: its user's connection count, negative when over the cap.
+OPEN_MANY = """
+local P, instance, out = ARGV[1], ARGV[2], {}
+for i = 3, #ARGV, 4 do
+  local conn, user, cap = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 3])
+  local key = P .. user
+  local count = redis.call('HLEN', key)
+  if cap > 0 and count >= cap and redis.call('HEXISTS', key, conn) == 0 then
+    out[#out + 1] = -count
+  else
+    redis.call('HSET', key, conn, instance .. '|' .. ARGV[i + 2])
+    redis.call('HSET', KEYS[1], conn, user)
+    out[#out + 1] = redis.call('HLEN', key)
+  end
+end
+return out
+"""
+
 CLOSE = """
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from channels_redis.utils import _consistent_hash, create_pool, decode_hosts
 from django.conf import settings
 
+from realtime.batching import BatchedLookup
 from realtime.protocol.streams import parse as parse_stream
 from realtime.streams.base import Appended, Kept, Position, StreamLog, new_epoch
 
@@ -76,6 +77,29 @@ return {epoch, offset, redis.call('XRANGE', KEYS[2], (after + 1) .. '-1', upto .
 """
 
 
+# Where several streams stand, starting an epoch for those never used (as KEPT does). KEYS: each
+# stream's hash then its log, stream by stream; ARGV[1] a new epoch, ARGV[2] the hash's TTL (ms).
+# Returns epoch, offset for each stream.
+POSITIONS = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  local epoch = redis.call('HGET', KEYS[i], 'epoch')
+  local offset = 0
+  if not epoch then
+    epoch = ARGV[1]
+    redis.call('DEL', KEYS[i + 1])
+    redis.call('HSET', KEYS[i], 'epoch', epoch, 'offset', 0)
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  else
+    offset = tonumber(redis.call('HGET', KEYS[i], 'offset'))
+  end
+  out[#out + 1] = epoch
+  out[#out + 1] = offset
+end
+return out
+"""
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -86,6 +110,9 @@ class RedisStreamLog(StreamLog):
         self._shards = [aioredis.Redis(connection_pool=create_pool(host)) for host in decode_hosts(hosts)]
         self._append = [shard.register_script(APPEND) for shard in self._shards]
         self._kept = [shard.register_script(KEPT) for shard in self._shards]
+        self._positions = [shard.register_script(POSITIONS) for shard in self._shards]
+        # Connects that arrive together read the streams' positions in one call per shard.
+        self._batched_positions = BatchedLookup(self._read_positions)
 
     @classmethod
     def from_settings(cls) -> RedisStreamLog:
@@ -129,21 +156,19 @@ class RedisStreamLog(StreamLog):
         return _text(epoch), int(offset), entries
 
     async def positions(self, streams: Sequence[str]) -> dict[str, Position]:
-        """One pipelined round trip per shard involved (usually one in all)."""
+        found = await self._batched_positions.many(streams)
+        return {name: position for name, position in found.items() if position is not None}
+
+    async def _read_positions(self, streams: list[str]) -> dict[str, Position]:
+        """One script call per shard involved (usually one in all)."""
         by_shard: dict[int, list[str]] = {}
         for name in streams:
             by_shard.setdefault(self._shard(_group_of(name)), []).append(name)
         found = {}
         for shard, names in by_shard.items():
-            async with self._shards[shard].pipeline(transaction=False) as pipe:
-                for name in names:
-                    await self._kept[shard](
-                        keys=[f"{PREFIX}{name}", f"{PREFIX}{name}:log"],
-                        args=[new_epoch(), POSITION_TTL_SECONDS * 1000, 0, 0],
-                        client=pipe,
-                    )
-                results = await pipe.execute()
-            for name, (epoch, offset, _) in zip(names, results, strict=True):
+            keys = [key for name in names for key in (f"{PREFIX}{name}", f"{PREFIX}{name}:log")]
+            flat = await self._positions[shard](keys=keys, args=[new_epoch(), POSITION_TTL_SECONDS * 1000])
+            for name, epoch, offset in zip(names, flat[::2], flat[1::2], strict=True):
                 found[name] = Position(int(offset), _text(epoch))
         return found
 

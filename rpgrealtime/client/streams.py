@@ -16,7 +16,8 @@ class Resync:
     """A stream that lost frames for good: re-read its state (history, combat state, ...).
 
     `reason` is the server's (epoch_changed, too_old, forbidden, unknown_stream) or the client's
-    (gap: live frames skipped offsets; resume_failed: the resume was refused or not answered).
+    (gap: live frames skipped offsets; resume_failed: the resume was refused or not answered;
+    not_resumed: more streams than one `resume` may name, this one the least recently active).
     """
 
     stream: str
@@ -31,6 +32,11 @@ class Position(NamedTuple):
 
 
 Step = dict[str, Any] | Resync
+
+# The most streams one `resume` may name (docs/protocol.md §12).
+MAX_RESUMED_STREAMS = 16
+# Streams the server will never replay again: forgotten, not asked about on every reconnect.
+GONE_REASONS = frozenset({"forbidden", "unknown_stream"})
 
 
 def _position_of(frame: dict[str, Any]) -> tuple[str, Position] | None:
@@ -56,6 +62,9 @@ class StreamTracker:
                 self._positions[name] = position
         self._resuming: list[str] | None = None
         self._held: dict[str, list[tuple[Position, dict[str, Any]]]] = {}
+        self._not_resumed: list[str] = []
+        self._active: dict[str, int] = {}  # stream -> when it last moved (a counter)
+        self._clock = 0
 
     def positions(self) -> dict[str, dict[str, Any]]:
         """The last position of every stream seen: what a `resume` asks for."""
@@ -74,16 +83,37 @@ class StreamTracker:
             if name not in self._positions and (position := _valid(at)) is not None:
                 self._positions[name] = position
 
+    def forget(self, name: str) -> None:
+        """Stop tracking a stream (a fight that ended, a zone left, a group left)."""
+        self._positions.pop(name, None)
+        self._active.pop(name, None)
+
     def begin(self) -> dict[str, dict[str, Any]]:
-        """Start a resume: returns the `streams` of the `resume` frame; their frames are held."""
+        """Start a resume: returns the `streams` of the `resume` frame; their frames are held.
+
+        At most MAX_RESUMED_STREAMS, the most recently active; the others are re-synced."""
+        names = sorted(self._positions, key=lambda name: self._active.get(name, 0), reverse=True)
+        self._not_resumed = names[MAX_RESUMED_STREAMS:]
+        for name in self._not_resumed:
+            self.forget(name)
         asked = self.positions()
         self._resuming = list(asked)
         self._held = {}
         return asked
 
+    def zone_changed(self, frame: dict[str, Any]) -> None:
+        """`zone_changed`: the world streams are now exactly the new zone's."""
+        given = frame.get("streams")
+        streams: dict[str, Any] = given if isinstance(given, dict) else {}
+        for name in [name for name in self._positions if name.startswith("world:") and name not in streams]:
+            self.forget(name)
+        self.adopt(streams)
+
     def receive(self, frame: dict[str, Any]) -> list[Step]:
         found = _position_of(frame)
         if found is None:
+            if frame.get("type") == "zone_changed":
+                self.zone_changed(frame)
             return [frame]
         name, at = found
         if self._resuming is not None and name in self._resuming:
@@ -94,8 +124,9 @@ class StreamTracker:
 
     def finish(self, resumed: dict[str, Any]) -> list[Step]:
         """The `resumed` reply: each held stream delivered in offset order, or re-synced."""
-        steps: list[Step] = []
-        answers = resumed.get("streams") if isinstance(resumed.get("streams"), dict) else {}
+        steps: list[Step] = self._resync_not_resumed()
+        given = resumed.get("streams")
+        answers: dict[str, Any] = given if isinstance(given, dict) else {}
         for name in self._resuming or []:
             entry = answers.get(name)
             held = sorted(self._held.get(name, []), key=lambda item: item[0].offset)
@@ -109,7 +140,7 @@ class StreamTracker:
 
     def fail(self, reason: str = "resume_failed") -> list[Step]:
         """The server refused or never answered the resume: every stream asked about starts over."""
-        steps: list[Step] = []
+        steps: list[Step] = self._resync_not_resumed()
         for name in self._resuming or []:
             held = sorted(self._held.get(name, []), key=lambda item: item[0].offset)
             steps += self._restart(name, held, reason, None)
@@ -120,12 +151,20 @@ class StreamTracker:
         """The connection closed mid-resume: the next resume asks again from the same positions."""
         self._resuming, self._held = None, {}
 
+    def _resync_not_resumed(self) -> list[Step]:
+        steps: list[Step] = [Resync(name, "not_resumed", None, None) for name in self._not_resumed]
+        self._not_resumed = []
+        return steps
+
     def _restart(
         self, name: str, held: list[tuple[Position, dict[str, Any]]], reason: str, entry: dict[str, Any] | None
     ) -> list[Step]:
         # Say so once, then deliver what arrived live from the new position (an announcement
         # cannot be re-read later; chat can be merged by `message_id`).
         now = _valid(entry)
+        if reason in GONE_REASONS:  # never readable again: stop asking about it
+            self.forget(name)
+            return [Resync(name, reason, now.offset if now else None, now.epoch if now else None)]
         live = [(at, frame) for at, frame in held if now is None or at.epoch == now.epoch]
         steps: list[Step] = [Resync(name, reason, now.offset if now else None, now.epoch if now else None)]
         if live:
@@ -137,6 +176,14 @@ class StreamTracker:
         return steps
 
     def _advance(self, name: str, at: Position, frame: dict[str, Any], *, quiet: bool = False) -> list[Step]:
+        steps = self._step(name, at, frame, quiet=quiet)
+        self._clock += 1
+        self._active[name] = self._clock
+        if frame.get("type") == "combat_end":  # the fight's last frame: nothing left to resume
+            self.forget(name)
+        return steps
+
+    def _step(self, name: str, at: Position, frame: dict[str, Any], *, quiet: bool) -> list[Step]:
         known = self._positions.get(name)
         if known is None:  # a stream joined now (a zone entered, a fight started)
             self._positions[name] = at

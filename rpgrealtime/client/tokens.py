@@ -27,6 +27,7 @@ def renewal_delay(token: str, lead: float = 60.0) -> float | None:
     claims = jwt_claims(token)
     if not claims or not isinstance(claims.get("exp"), int | float):
         return None
-    issued_at = claims.get("iat") if isinstance(claims.get("iat"), int | float) else time.time()
+    iat = claims.get("iat")
+    issued_at = float(iat) if isinstance(iat, int | float) else time.time()
     lifetime = max(0.0, float(claims["exp"]) - float(issued_at))
     return max(0.0, lifetime - min(lead, lifetime / 4))

@@ -9,6 +9,7 @@ Set RPGRT_UPDATE_SCREENSHOT=1 to write docs/screenshot-phone.png from the phone 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -115,6 +116,14 @@ async def test_play_at_phone_and_desktop_size(play_server, browser, size):
         route.connect_to_server()
 
     await alice.route_web_socket(re.compile(r".*/ws/world$"), route_world)
+    # Where the server puts her each time she enters a zone (docs/protocol.md §7).
+    entered: list[dict] = []
+
+    def watch_world(socket) -> None:
+        if socket.url.endswith("/ws/world"):
+            socket.on("framereceived", lambda payload: _note_zone_changed(entered, payload))
+
+    alice.on("websocket", watch_world)
     for page in (alice, bob):
         await page.goto(f"{server.http}/play/")
     await no_sideways_scroll(alice)
@@ -193,8 +202,14 @@ async def test_play_at_phone_and_desktop_size(play_server, browser, size):
     await world_routes[-1].close(code=1001, reason="going away")
     await expect(world).to_have_attribute("data-stale", "true")
     await expect(alice.locator(".chat-panel")).to_have_attribute("data-stale", "false")
+    entries = len(entered)
     released.set()
     await expect(world).to_have_attribute("data-stale", "false", timeout=25_000)
+    # Back in the world, she stands where the server says: her last position if it kept it
+    # (WORLD_RESUME_SECONDS), else the spawn point; never a place the page assumed.
+    await eventually(lambda: _more(entered, entries))
+    last = entered[-1]
+    await eventually(lambda: _equals(position(alice), (last["zone"], last["x"], last["y"])))
 
     # A moderator kicks alice: every connection closes, and she gets one notice, no toasts.
     await alice.evaluate("() => document.querySelector('#toasts').replaceChildren()")
@@ -234,3 +249,13 @@ async def _arrived(page: Page) -> bool:
 
 async def _equals(awaitable, expected):
     return await awaitable == expected
+
+
+def _note_zone_changed(entered: list[dict], payload: str | bytes) -> None:
+    frame = json.loads(payload)
+    if frame.get("type") == "zone_changed":
+        entered.append(frame)
+
+
+async def _more(items: list, than: int) -> bool:
+    return len(items) > than

@@ -23,6 +23,7 @@ from rpgrealtime.client import (
     jwt_claims,
     renewal_delay,
 )
+from rpgrealtime.client.streams import MAX_RESUMED_STREAMS
 from tests.clients.fakes import FakeServer, fake_jwt
 
 
@@ -142,6 +143,45 @@ def test_tracker_orders_held_frames_and_drops_duplicates():
     steps = tracker.finish({"streams": {"a": {"recovered": True, "missed": 3}}})
     assert [step["offset"] for step in steps] == [3, 4, 5]
     assert tracker.positions() == {"a": {"offset": 5, "epoch": "e"}}
+
+
+def frame(stream: str, offset: int, kind: str = "x") -> dict[str, Any]:
+    return {"type": kind, "stream": stream, "offset": offset, "epoch": "e"}
+
+
+def test_tracker_forgets_streams_it_may_no_longer_read():
+    tracker = StreamTracker({"chat:guild:g1": {"offset": 4, "epoch": "e"}, "chat:global": {"offset": 9, "epoch": "e"}})
+    tracker.begin()
+    steps = tracker.finish(
+        {"streams": {"chat:guild:g1": {"recovered": False, "reason": "forbidden", "offset": 0, "epoch": ""}}}
+    )
+    assert steps == [Resync("chat:guild:g1", "forbidden", 0, "")]
+    assert list(tracker.positions()) == ["chat:global"]  # not asked about again
+
+
+def test_tracker_forgets_a_fight_once_it_ended_and_old_zones_when_the_zone_changes():
+    tracker = StreamTracker()
+    tracker.receive(frame("combat:s1", 1, "combat_state"))
+    tracker.receive(frame("combat:s1", 2, "combat_end"))
+    assert tracker.positions() == {}
+    tracker.adopt({"world:starter_town": {"offset": 3, "epoch": "e"}})
+    tracker.receive(
+        {"type": "zone_changed", "zone": "dark_forest", "streams": {"world:dark_forest": {"offset": 8, "epoch": "e"}}}
+    )
+    assert tracker.positions() == {"world:dark_forest": {"offset": 8, "epoch": "e"}}
+
+
+def test_tracker_resumes_the_most_recently_active_streams_and_resyncs_the_rest():
+    tracker = StreamTracker()
+    for n in range(MAX_RESUMED_STREAMS + 2):
+        tracker.receive(frame(f"chat:party:p{n}", 1))
+    tracker.receive(frame("chat:party:p0", 2))  # p0 is the most recently active again
+    asked = tracker.begin()
+    assert len(asked) == MAX_RESUMED_STREAMS and "chat:party:p0" in asked
+    assert "chat:party:p1" not in asked and "chat:party:p2" not in asked
+    steps = tracker.finish({"streams": {}})
+    assert {step.stream for step in steps if isinstance(step, Resync)} == {"chat:party:p1", "chat:party:p2"}
+    assert all(step.reason == "not_resumed" for step in steps if isinstance(step, Resync))
 
 
 # --- lifecycle --------------------------------------------------------------------------------------

@@ -51,6 +51,19 @@ def test_page_carries_zones_monsters_and_rules(settings):
     assert response["X-Frame-Options"] == "DENY"
 
 
+def test_page_allows_only_its_own_scripts_styles_and_sockets():
+    create_default_zones()
+    response = Client().get("/play/", headers={"host": "localhost"})
+    policy = dict(part.split(" ", 1) for part in response["Content-Security-Policy"].split("; "))
+    assert policy["script-src"] == "'self'" and policy["style-src"] == "'self'"  # no inline code
+    assert policy["connect-src"] == "'self' ws://localhost wss://localhost"
+    assert policy["default-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
+    html = response.content.decode()
+    # Nothing on the page that the policy would block: no inline script, handler or style.
+    assert re.search(r"<script(?![^>]*\b(src|type=\"application/json\"))", html) is None
+    assert re.search(r"\son[a-z]+=|\sstyle=|<style", html) is None
+
+
 def test_page_names_the_demo_password_only_on_a_development_server(settings):
     settings.DEBUG = True
     assert services.DEMO_PASSWORD in Client().get("/play/").content.decode()

@@ -14,7 +14,7 @@ from django.db import IntegrityError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from accounts.models import Guild
-from realtime import auth, groups, health, outbound, watchdog
+from realtime import auth, groups, health, housekeeping, outbound, watchdog
 from realtime import runtime as runtime_module
 from realtime import store as store_module
 from realtime.boot import ensure_runtime
@@ -25,7 +25,7 @@ from realtime.models import Connection as ConnectionRecord
 from realtime.models import Instance
 from realtime.outages import DATABASE, REDIS, Outages, outages, service_of
 from realtime.protocol import encode
-from realtime.store import Position
+from realtime.store import Opening, Position
 from realtime.store.memory import MemoryStore
 from realtime.store.redis import RedisStore
 from tests.support.cluster import RedisServer
@@ -55,6 +55,22 @@ async def state(request):
     await store.redis.flushdb()
     yield store
     await store.close()
+
+
+async def test_connections_opened_together_are_recorded_in_order_within_the_cap(state):
+    openings = [Opening("u1", f"c{n}", "chat", cap=2) for n in range(3)] + [Opening("u2", "d1", "game")]
+    changes = await state.connections_opened("i1", openings)
+    assert [(c.user_id, c.connections, c.admitted) for c in changes] == [
+        ("u1", 1, True),
+        ("u1", 2, True),
+        ("u1", 2, False),  # over the cap: nothing recorded
+        ("u2", 1, True),
+    ]
+    assert await state.user_endpoints("u1") == {"chat": 2}
+    assert await state.presence_instances() == {"i1": 3}
+    # One already recorded is admitted again at the cap (a retried open), not refused.
+    (again,) = await state.connections_opened("i1", [Opening("u1", "c1", "chat", cap=2)])
+    assert (again.connections, again.admitted) == (2, True)
 
 
 async def test_refresh_re_asserts_what_vanished_and_reports_strays(state):
@@ -437,10 +453,10 @@ async def test_connecting_while_the_database_is_down_says_try_again_not_invalid_
 
     user = await db(make_user)()
 
-    def down(user_id):
+    def down(user_ids):
         raise OperationalError('connection to server at "10.0.0.5", port 5432 failed')
 
-    monkeypatch.setattr(auth, "connection_user_load", down)
+    monkeypatch.setattr(auth, "connection_users_load", down)
     client = await connect("/ws/chat", access_token(user), expect_established=False)
     error = await client.recv()
     assert (error["code"], error["message"]) == ("unavailable", "A backing service is unavailable; try again shortly.")
@@ -473,3 +489,17 @@ async def test_watchdog_takes_slow_broadcasts_for_a_busy_instance_not_an_outage(
     checks["shared_state"] = {"status": "error", "error": "timeout"}  # Redis itself does not answer
     await dog.run()
     assert outages.down(REDIS)
+
+
+@pytest.mark.django_db
+def test_queries_over_every_user_of_an_instance_are_made_in_chunks(monkeypatch):
+    """Revalidation, statuses after an instance died and pending deliveries read thousands of
+    users; each query takes a chunk (SQLite limits a query's parameters)."""
+    monkeypatch.setattr(housekeeping, "REVALIDATE_CHUNK", 7)
+    monkeypatch.setattr(presence, "STATUS_CHUNK", 7)
+    monkeypatch.setattr(offline, "PENDING_CHUNK", 7)
+    users = [make_user(has_pending_deliveries=n % 2 == 0) for n in range(20)]
+    ids = [str(user.pk) for user in users]
+    assert set(housekeeping._user_states(ids)) == set(ids)
+    assert {row[0] for row in presence._users_for_status(ids)} == set(ids)
+    assert set(offline._users_with_pending(ids)) == set(ids[::2])

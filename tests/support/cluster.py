@@ -182,7 +182,7 @@ class ServerProcess:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+            sys.executable, "-m", "daphne", "-e", f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024",
             *self.daphne_args, "rpgrealtime.asgi:application",
         ]  # fmt: skip
 

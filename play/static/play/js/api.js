@@ -194,16 +194,20 @@ export class Auth extends EventTarget {
   }
 }
 
-// The routes the page uses, bound to a session.
+// Guilds and parties share their routes (docs/protocol.md §8) under these prefixes.
+const GROUP_PATHS = { guild: "/api/v1/guilds", party: "/api/v1/parties" };
+
+// The routes the page uses, bound to a session. `kind` is "guild" or "party".
 export function routes(auth) {
+  const path = (kind) => GROUP_PATHS[kind];
   return {
     me: () => auth.call("GET", "/api/v1/auth/me/"),
     roster: () => auth.call("GET", "/play/api/roster/"),
-    guildCreate: (name) => auth.call("POST", "/api/v1/guilds/", { name }),
-    guildJoin: (id) => auth.call("POST", `/api/v1/guilds/${encodeURIComponent(id)}/join/`),
-    guildLeave: () => auth.call("POST", "/api/v1/guilds/leave/"),
-    partyCreate: (name) => auth.call("POST", "/api/v1/parties/", name ? { name } : {}),
-    partyJoin: (id) => auth.call("POST", `/api/v1/parties/${encodeURIComponent(id)}/join/`),
-    partyLeave: () => auth.call("POST", "/api/v1/parties/leave/"),
+    // Invitation-only unless `open` (a party's name may be left out: the server names it).
+    groupCreate: (kind, { name, open }) => auth.call("POST", `${path(kind)}/`, name ? { name, open } : { open }),
+    groupJoin: (kind, id) => auth.call("POST", `${path(kind)}/${encodeURIComponent(id)}/join/`),
+    groupLeave: (kind) => auth.call("POST", `${path(kind)}/leave/`),
+    groupInvite: (kind, id, username) =>
+      auth.call("POST", `${path(kind)}/${encodeURIComponent(id)}/invitations/`, { username }),
   };
 }

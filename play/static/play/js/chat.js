@@ -129,38 +129,56 @@ export class Chat {
   // --- server frames --------------------------------------------------------------------
 
   _connected(frame) {
-    // Back after a gap: fetch the newest page of every conversation we show. If it does not
-    // overlap what we hold, messages were missed in between: start over from that page. A
-    // server that recovers streams sends what was missed itself (counted as unread), and says
-    // which conversations it cannot recover (resync).
-    if (frame.reconnected && !frame.recovering) {
+    // Back after a gap. A server that recovers streams (docs/protocol.md §12) sends the global,
+    // guild and party messages that were missed itself (they count as unread), and says which
+    // of those conversations it cannot recover ("resync", below): only those are read again.
+    // Private messages are not a stream: the server keeps them for a player it knows is away,
+    // but one sent during a silent drop it had not noticed yet went into the dead connection,
+    // so open private conversations are checked. Against an older server, every conversation
+    // shown is.
+    if (frame.reconnected) {
       for (const conv of this.conversations.values()) {
-        if (conv.loaded && conv.enabled) this._resync(conv);
+        if (conv.loaded && conv.enabled && (!frame.recovering || conv.channel === "private")) this._resync(conv);
       }
     }
     if (!this.current.loaded) this.loadOlder(this.current);
   }
 
-  // A chat stream the server could not recover ("chat:global", "chat:guild:<id>", …).
+  // A chat stream whose missed messages will not come ("chat:global", "chat:guild:<id>", …):
+  // fetch the newest page of that conversation and merge it. A guild or party left meanwhile
+  // is not the one on show.
   _lost(event) {
-    const [kind, channel] = event.stream.split(":");
+    const [kind, channel, id] = event.stream.split(":");
     if (kind !== "chat") return;
+    if (channel !== "global" && this.me[channel]?.id !== id) return;
     const conv = this.conversations.get(channel);
     if (conv?.loaded && conv.enabled) this._resync(conv);
   }
 
+  // The newest history page, merged by message_id. If it does not overlap what we hold, more
+  // was missed than a page: the conversation restarts from that page. Messages newer than the
+  // newest we held are new to the player, as if they had come live: unread on their tab.
   async _resync(conv) {
     try {
       const reply = await this.socket.request(this._historyFrame(conv, null));
+      const newest = conv.messages.at(-1)?.timestamp ?? "";
       const overlaps = reply.messages.some((m) => conv.ids.has(m.message_id));
       if (!overlaps && reply.has_more) {
+        const unread = conv.unread;
         this._reset(conv);
+        conv.unread = unread;
         conv.loaded = true;
         conv.hasMore = true;
       }
-      for (const message of reply.messages) this._add(conv, message);
+      let fresh = 0;
+      for (const message of reply.messages) {
+        if (this._add(conv, message) && message.timestamp > newest && message.user_id !== this.me.id) fresh += 1;
+      }
       if (conv.key === this.active) this.render({ stickToBottom: true });
-      else this.renderTabs();
+      else {
+        conv.unread += fresh;
+        this.renderTabs();
+      }
     } catch (error) {
       if (conv.key === this.active) this.showError(error);
     }

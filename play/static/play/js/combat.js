@@ -91,11 +91,12 @@ export class Combat {
     if (!me.party) this.withParty.checked = false;
   }
 
-  // After a reconnect the server resends a running fight by itself; asking for the one on
-  // screen also catches a fight that ended while we were away. (With stream recovery the
-  // answer comes after the replayed frames of the fight, so the picture ends on the truth.)
+  // After a reconnect the server resends a running fight by itself. A server that recovers
+  // streams (docs/protocol.md §12) also replays what happened in the fight meanwhile, its end
+  // included, so the page asks only when it cannot ("resync", above). Against an older server,
+  // asking for the fight on screen catches one that ended while we were away.
   _connected(frame) {
-    if (frame.reconnected && this.state && this.state.status === "active") this._askState();
+    if (frame.reconnected && !frame.recovering && this.state && this.state.status === "active") this._askState();
   }
 
   _askState() {
@@ -164,6 +165,12 @@ export class Combat {
     const isNew = !this.state || this.state.combat_session_id !== state.combat_session_id;
     if (isNew) {
       if (this.state && this.state.status === "active" && state.status !== "active") return; // a stale reply
+    } else if (olderThan(state, this.state)) {
+      // Replayed after a reconnect, behind the state the server resent on connecting: history
+      // (its action results are in the log), not the fight as it stands.
+      return;
+    }
+    if (isNew) {
       this.logList.replaceChildren();
       this.over = null;
       this.target = null;
@@ -291,7 +298,7 @@ export class Combat {
           "aria-valuemax": String(p.max_hp),
           "aria-valuenow": String(p.hp),
         },
-        el("span", { class: "hpfill", style: `width: ${percent}%` }),
+        hpFill(percent),
       ),
       el("span", { class: "hp" }, `${p.hp}/${p.max_hp}`),
     );
@@ -332,4 +339,21 @@ export class Combat {
     this.timer.dataset.remaining = remaining.toFixed(1);
     this.timer.classList.toggle("urgent", remaining < 10);
   }
+}
+
+// The bar's width through the CSS object model, not a style attribute: the page's
+// Content-Security-Policy allows no inline styles.
+function hpFill(percent) {
+  const fill = el("span", { class: "hpfill" });
+  fill.style.width = `${percent}%`;
+  return fill;
+}
+
+// Whether `state` tells an earlier moment of the same fight than `shown`: an earlier round, or
+// a running fight after its end. (Within one round the replayed states come in order and end on
+// the last one broadcast, which is the fight as it stands; timestamps of two instances would not
+// be a safe order.)
+function olderThan(state, shown) {
+  if (shown.status !== "active" && state.status === "active") return true;
+  return state.round < shown.round;
 }

@@ -1,5 +1,5 @@
 // Where the world map draws each player's dot and name, so that players on the same spot all
-// stay visible and readable. Every player enters a zone at its spawn point, so a crowd there
+// stay visible and readable. Newcomers enter a zone at its spawn point, so a crowd there
 // is the usual case, not a corner case. Display only: nothing here changes a position.
 
 export const DOT_RADIUS = 7;

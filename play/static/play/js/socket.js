@@ -82,6 +82,7 @@ export class Endpoint {
     this.client.on("close", (event) => this._closed(event));
     this.client.on("state", (event) => this._stateChanged(event));
     this.client.on("resync", (event) => this._emit("resync", event));
+    this._trackedAtDrop = null; // stream names the library could resume when the connection dropped
   }
 
   // The session's access token; a new one when the library asks to renew it (or after a
@@ -102,7 +103,9 @@ export class Endpoint {
   // --- subscriptions ----------------------------------------------------------------------
 
   // A handler may return true to say it handled an `error` frame; unhandled ones go to
-  // onUnhandledError. Besides the protocol's types: "resync" ({stream, reason}).
+  // onUnhandledError. Besides the protocol's types: "resync" ({stream, reason}) for a stream
+  // whose missed frames will not come: the library's (docs/clients.md, "Stream recovery"), and
+  // "untracked" for one it never had a position for (see _established).
   on(type, handler) {
     if (!this._listeners.has(type)) {
       this._listeners.set(type, []);
@@ -148,6 +151,16 @@ export class Endpoint {
     return this.client.supportsResume;
   }
 
+  /**
+   * Positions of streams joined after connecting, as a reply reports them (`zone_changed.streams`,
+   * docs/protocol.md §12): without them the library would know a zone's stream only from its
+   * first world event, and could not resume one that had none yet. Streams it tracks already keep
+   * their own position.
+   */
+  adoptStreams(streams) {
+    if (streams && typeof streams === "object") this.client.streams.adopt(streams);
+  }
+
   // --- lifecycle --------------------------------------------------------------------------
 
   start() {
@@ -171,9 +184,18 @@ export class Endpoint {
     this.lastError = null;
     this.clockOffsetMs = Date.parse(frame.server_time) - Date.now();
     const reconnected = this.connects > 1;
+    const recovering = reconnected && this.recovers;
     // Against a server that recovers streams, what was missed comes back by itself (or as a
     // "resync" for what cannot); otherwise the panels re-read what they show.
-    this._emit("connection_established", { ...frame, reconnected, recovering: reconnected && this.recovers });
+    this._emit("connection_established", { ...frame, reconnected, recovering });
+    if (!recovering) return;
+    // A stream the connection received without ever learning its position (a guild joined
+    // after connecting, whose chat said nothing yet) cannot be resumed: the library starts it
+    // at today's position, so whatever was said during the drop must be read again.
+    const before = this._trackedAtDrop || new Set();
+    for (const stream of Object.keys(frame.streams || {})) {
+      if (!before.has(stream)) this._emit("resync", { stream, reason: "untracked", offset: null, epoch: null });
+    }
   }
 
   _closed(event) {
@@ -195,6 +217,9 @@ export class Endpoint {
   }
 
   _stateChanged(event) {
+    if (event.previous === "open" && event.state !== "open") {
+      this._trackedAtDrop = new Set(Object.keys(this.client.streams.positions()));
+    }
     const state = STATES[event.state];
     let reason;
     let technical = this.technical;

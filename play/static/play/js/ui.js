@@ -24,23 +24,38 @@ export function el(tag, attrs = {}, ...children) {
 const TOAST_MS = { info: 6000, success: 6000, warning: 9000, critical: 15000, error: 9000 };
 
 // A short-lived notice in the corner: announcements, achievements, errors nobody else showed.
-// The same text again while it is still shown only refreshes it: one notice, not a pile.
-export function toast(text, { kind = "info", title = null } = {}) {
+// The same text again while it is still shown only refreshes it: one notice, not a pile (`key`
+// names what counts as "the same" when the text may differ, e.g. one invitation renewed).
+// `action` ({label, onClick}) adds a button; `ms` keeps a notice that asks for a decision longer.
+export function toast(text, { kind = "info", title = null, key = null, action = null, ms = null } = {}) {
   const box = $("#toasts");
-  const key = `${kind}|${title}|${text}`;
-  const shown = [...box.children].find((node) => node.dataset.key === key);
+  const id = key ?? `${kind}|${title}|${text}`;
+  const shown = [...box.children].find((node) => node.dataset.key === id);
   if (shown) shown.remove();
   const node = el(
     "div",
-    { class: `toast toast-${kind}`, role: kind === "error" || kind === "critical" ? "alert" : "status", dataset: { key } },
+    {
+      class: `toast toast-${kind}`,
+      role: kind === "error" || kind === "critical" ? "alert" : "status",
+      dataset: { key: id },
+    },
     title ? el("strong", {}, title) : null,
     el("span", {}, text),
+    action
+      ? el("button", { type: "button", class: "small toast-action", onclick: action.onClick }, action.label)
+      : null,
   );
+  // A click anywhere on it (its button too) is the player's answer: the notice has done its job.
   node.addEventListener("click", () => node.remove());
   box.append(node);
   while (box.children.length > 4) box.firstElementChild.remove();
-  setTimeout(() => node.remove(), TOAST_MS[kind] ?? 6000);
+  setTimeout(() => node.remove(), ms ?? TOAST_MS[kind] ?? 6000);
   return node;
+}
+
+/** Remove the notice shown under `key`, if any (what it asked was answered elsewhere). */
+export function dismissToast(key) {
+  for (const node of $("#toasts").children) if (node.dataset.key === key) node.remove();
 }
 
 export function clock(iso) {

@@ -80,16 +80,25 @@ export class World {
     socket.on("player_movement", (frame) => this._seen(frame));
     socket.on("player_left", (frame) => this._gone(frame));
     socket.on("world_event", (frame) => {
-      const where = frame.zone ? ` (${frame.zone})` : "";
+      // A zone left before a drop is still resumed (its stream is remembered): old news there.
+      if (frame.zone && frame.zone !== this.zone) return;
+      const where = frame.zone ? ` (${this.zones.get(frame.zone)?.title ?? frame.zone})` : "";
       toast(frame.message || frame.event, { title: `World event${where}` });
       this.log(`World event ${frame.event}${where}: ${frame.message}`);
+    });
+    // World events that could not be recovered cannot be read again; where everyone stands is
+    // read again anyway, by entering the zone on every reconnect.
+    socket.on("resync", (event) => {
+      if (event.stream !== `world:${this.zone}`) return;
+      this.log("World events here may have been missed while you were away.");
     });
     socket.on("error", (frame) => this._refused(frame));
     this.renderList();
   }
 
-  // zone_change puts a player at the zone's spawn point; also how we take the player back
-  // after a reconnect or from another window.
+  // zone_change puts a player at the zone's spawn point, or where it stood if its last world
+  // connection closed only minutes ago (docs/protocol.md §7): zone_changed says where. Also how
+  // we take the player back after a reconnect or from another window.
   async enter(zoneName) {
     this.keys.clear();
     this.target = null;
@@ -102,6 +111,7 @@ export class World {
   }
 
   _entered(frame) {
+    this.socket.adoptStreams(frame.streams); // the zone's world events, from here on
     this.zone = frame.zone;
     this.zoneSelect.value = frame.zone;
     this.self = { x: frame.x, y: frame.y };
@@ -123,7 +133,7 @@ export class World {
   }
 
   // The server never echoes our own moves, so a frame about our player means another connection
-  // of ours (a second window) holds it now: it entered a zone, at the spawn point.
+  // of ours (a second window) holds it now: it entered a zone, wherever the server put it.
   _seen(frame) {
     if (frame.user_id !== this.me.id) {
       this._upsert(frame);
@@ -395,7 +405,7 @@ export class World {
     this._drawPlayers(width / 2, height / 2, toScreen);
   }
 
-  // Players on one spot (everyone enters a zone at its spawn point) are fanned out round it
+  // Players on one spot (newcomers enter a zone at its spawn point) are fanned out round it
   // and their names stacked, for display only (layout.js).
   _drawPlayers(centreX, centreY, toScreen) {
     const g = this.context;
