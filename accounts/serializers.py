@@ -106,3 +106,71 @@ def me(user, invitations: list[Invitation]) -> dict:
         "party": group_summary(user.party),
         "invitations": [invitation_summary(invitation) for invitation in invitations],
     }
+
+
+# --- response shapes, for the OpenAPI document (/api/schema/) -----------------------------------
+# The routes build their answers with the functions above; tests/accounts/test_openapi.py checks
+# real answers against these.
+
+
+class UserRefSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    username = serializers.CharField()
+
+
+class RegisteredSerializer(UserRefSerializer):
+    """The account just created."""
+
+
+class GroupSummarySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+
+
+class GroupCreatedSerializer(GroupSummarySerializer):
+    open = serializers.BooleanField(help_text="Anyone may join without an invitation.")
+
+
+class InvitationSerializer(serializers.Serializer):
+    """An invitation to a guild or party, as the invited player and the inviter see it."""
+
+    id = serializers.UUIDField()
+    kind = serializers.ChoiceField(choices=["guild", "party"])
+    group_id = serializers.UUIDField()
+    name = serializers.CharField(help_text="The guild's or party's name.")
+    user = UserRefSerializer(help_text="The invited player.")
+    expires_at = serializers.DateTimeField()
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()  # `from` is a Python keyword: no class attribute can carry it
+        fields["from"] = UserRefSerializer(allow_null=True, help_text="Who invited; null if that account is gone.")
+        return fields
+
+
+class MeSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    username = serializers.CharField()
+    is_staff = serializers.BooleanField()
+    is_moderator = serializers.BooleanField()
+    guild = GroupSummarySerializer(allow_null=True)
+    party = GroupSummarySerializer(allow_null=True)
+    invitations = InvitationSerializer(many=True, help_text="Pending invitations, newest first.")
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField(help_text="For the API and the WebSocket endpoints (`JWT_ACCESS_TOKEN_LIFETIME`).")
+    refresh = serializers.CharField(help_text="For `POST /api/v1/auth/token/refresh/` (`JWT_REFRESH_TOKEN_LIFETIME`).")
+
+
+class RefreshTokenSerializer(serializers.Serializer):
+    refresh = serializers.CharField()
+
+
+class AccessTokenSerializer(serializers.Serializer):
+    access = serializers.CharField()
+
+
+class DetailSerializer(serializers.Serializer):
+    """A refusal, or the outcome of a request that returns nothing else."""
+
+    detail = serializers.CharField()

@@ -6,11 +6,13 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from play import services
+from play.serializers import RosterSerializer
 from realtime.features.combat.catalogue import MAX_MONSTERS_PER_FIGHT, MONSTERS
 from realtime.models import Zone
 
@@ -77,6 +79,11 @@ class RosterView(APIView):
     Presence events only report changes; this is the snapshot a client starts from.
     """
 
+    @extend_schema(
+        tags=["play"],
+        summary="Your guild and party with each member's presence, groups to join, your invitations.",
+        responses={200: RosterSerializer, 401: OpenApiResponse(description="Not logged in.")},
+    )
     def get(self, request: Request) -> Response:
         response = Response(services.roster_for(user_id=request.user.pk))
         response["Cache-Control"] = "no-store"

@@ -12,7 +12,7 @@ from realtime.auth import authenticate, token_user_id
 from realtime.connection import Connection, ConnectionUser
 from realtime.consumers.pipeline import handles
 from realtime.features import recovery
-from realtime.protocol import CloseCode, ErrorCode, ProtocolError, TokenRefreshIn, now_iso
+from realtime.protocol import CloseCode, ErrorCode, PingIn, PongIn, ProtocolError, TokenRefreshIn, now_iso
 from realtime.protocol.streams import ResumeIn
 
 
@@ -27,12 +27,12 @@ class BuiltinMessages:
     def user(self) -> ConnectionUser:
         raise NotImplementedError
 
-    @handles("ping", auth=False)
-    async def on_ping(self, message: dict[str, Any], frame_id: Any) -> dict[str, Any]:
+    @handles("ping", PingIn, auth=False)
+    async def on_ping(self, message: PingIn, frame_id: Any) -> dict[str, Any]:
         return {"type": "pong", "timestamp": now_iso()}
 
-    @handles("pong", auth=False)
-    async def on_pong(self, message: dict[str, Any], frame_id: Any) -> None:
+    @handles("pong", PongIn, auth=False)
+    async def on_pong(self, message: PongIn, frame_id: Any) -> None:
         return None  # receiving it already counted as activity
 
     @handles("resume", ResumeIn, auth=False)

@@ -74,11 +74,29 @@ class ClientFrame(BaseModel):
 MAX_ID_LENGTH = 64
 
 
-class TokenRefreshIn(ClientFrame):
-    """`{"type": "token_refresh", "token": "<new access token>"}`: keep an open connection alive
-    past its token's expiry without reconnecting."""
+class PingIn(ClientFrame):
+    """Answered with `pong` (and the frame's `id`): measures latency."""
 
-    token: str = Field(min_length=1, max_length=4096)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"type": "ping", "id": 7}]})
+
+
+class PongIn(ClientFrame):
+    """The answer to the server's `ping`; nothing comes back."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"type": "pong"}]})
+
+
+class TokenRefreshIn(ClientFrame):
+    """Keep an open connection alive past its token's expiry, without reconnecting.
+
+    `{"type": "token_refresh", "token": "<new access token>"}`
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"type": "token_refresh", "token": "<new access token>", "id": 9}]}
+    )
+
+    token: str = Field(min_length=1, max_length=4096, description="A new access token of the same user.")
 
 
 def now_iso(moment: datetime | None = None) -> str:

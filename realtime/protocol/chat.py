@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from typing_extensions import TypeAliasType
 
 from realtime.protocol import ClientFrame
 from realtime.protocol.text import visible_text
 
 CHANNELS = ("global", "guild", "party", "private")
-Channel = Literal["global", "guild", "party", "private"]
+ChatChannel = TypeAliasType("ChatChannel", Literal["global", "guild", "party", "private"])
 
 MAX_CONTENT_LENGTH = 500  # characters after trimming (docs/protocol.md §5)
 HISTORY_DEFAULT_LIMIT = 50
@@ -23,6 +24,10 @@ MAX_DURATION_SECONDS = 10 * 365 * 24 * 3600
 
 MODERATION_ACTIONS = ("mute", "unmute", "ban", "unban", "kick", "delete_message")
 USER_ACTIONS = frozenset({"mute", "unmute", "ban", "unban", "kick"})
+
+# For the examples of the published schema (docs/asyncapi.json).
+BOB = "0d8e3c1a-5b7f-4c2e-9a64-3f1b2c4d5e6f"
+MESSAGE = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 
 
 def _uuid(value: str) -> str:
@@ -51,14 +56,22 @@ def _reason(value: str) -> str | None:
     return value or None
 
 
-Uuid = Annotated[str, AfterValidator(_uuid)]
-Content = Annotated[str, AfterValidator(_content)]
+Uuid = Annotated[
+    str,
+    AfterValidator(_uuid),
+    WithJsonSchema({"type": "string", "maxLength": 45, "description": "A UUID, in any of the usual spellings."}),
+]
+Content = Annotated[
+    str,
+    AfterValidator(_content),
+    Field(description="1–500 characters after trimming, showing something (docs/protocol.md §5)."),
+]
 
 
 class _Addressed(ClientFrame):
     """A frame aimed at a channel; `to` names the other user of a private conversation."""
 
-    channel: Channel
+    channel: ChatChannel
     to: Uuid | None = None
 
     @model_validator(mode="after")
@@ -71,21 +84,52 @@ class _Addressed(ClientFrame):
 
 
 class ChatMessageIn(_Addressed):
-    """`{"type": "chat_message", "channel": "global", "content": "Hello", "to": null}`"""
+    """Send a chat message to a channel (`to`: the recipient, on `private` only).
+
+    `{"type": "chat_message", "channel": "global", "content": "Hello", "to": null}`
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"type": "chat_message", "channel": "global", "content": "Hello world!", "id": "m-1"},
+                {"type": "chat_message", "channel": "private", "content": "psst", "to": BOB},
+            ]
+        }
+    )
 
     content: Content
 
 
 class TypingIn(_Addressed):
-    """`{"type": "typing", "channel": "party", "is_typing": true}`"""
+    """Started or stopped typing in a conversation; repeat `true` about every 3 s while it goes on.
+
+    `{"type": "typing", "channel": "party", "is_typing": true}`
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"type": "typing", "channel": "private", "to": BOB, "is_typing": True}]}
+    )
 
     is_typing: bool
 
 
 class HistoryRequestIn(ClientFrame):
-    """`{"type": "history_request", "channel": "global", "limit": 50, "before": "<id>", "with": "<uuid>"}`"""
+    """Ask for earlier messages of a conversation, a page at a time (`before`: the oldest seen).
 
-    channel: Channel
+    `{"type": "history_request", "channel": "global", "limit": 50, "before": "<id>", "with": "<uuid>"}`
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"type": "history_request", "channel": "global", "limit": 50, "id": "h-1"},
+                {"type": "history_request", "channel": "private", "with": BOB, "before": MESSAGE, "id": "h-3"},
+            ]
+        }
+    )
+
+    channel: ChatChannel
     limit: int = Field(HISTORY_DEFAULT_LIMIT, ge=1)
     before: Uuid | None = None
     with_user: Uuid | None = Field(None, alias="with")
@@ -106,7 +150,19 @@ class HistoryRequestIn(ClientFrame):
 
 
 class ModerationIn(ClientFrame):
-    """`{"type": "moderation", "action": "mute", "user_id": "<uuid>", "duration_seconds": 600, "reason": "spam"}`"""
+    """A moderator's action on a player or a message (moderators and staff only).
+
+    `{"type": "moderation", "action": "mute", "user_id": "<uuid>", "duration_seconds": 600, "reason": "spam"}`
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"type": "moderation", "action": "mute", "user_id": BOB, "duration_seconds": 600, "reason": "spam"},
+                {"type": "moderation", "action": "delete_message", "message_id": MESSAGE, "reason": "rude"},
+            ]
+        }
+    )
 
     action: Literal["mute", "unmute", "ban", "unban", "kick", "delete_message"]
     user_id: Uuid | None = None

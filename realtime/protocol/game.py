@@ -19,6 +19,10 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 
 
 class SetStatusIn(ClientFrame):
+    """Choose a status (`offline` is the server's to say)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"type": "set_status", "status": "away", "id": "s1"}]})
+
     status: Status
 
 

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Annotated, NamedTuple
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from realtime import groups
 from realtime.protocol import ClientFrame
@@ -114,7 +114,18 @@ class StreamPositionIn(ClientFrame):
 
 
 class ResumeIn(ClientFrame):
-    """`{"type": "resume", "streams": {"<name>": {"offset": <last seen>, "epoch": "…"}}}`"""
+    """Replay what was missed of these streams; send it first, right after `connection_established`.
+
+    `{"type": "resume", "streams": {"<name>": {"offset": <last seen>, "epoch": "…"}}}`
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"type": "resume", "id": "r1", "streams": {"chat:global": {"offset": 1835, "epoch": "9c2f0a6d1e44"}}}
+            ]
+        }
+    )
 
     streams: Annotated[
         dict[Annotated[str, StringConstraints(max_length=120)], StreamPositionIn], Field(max_length=MAX_RESUMED_STREAMS)

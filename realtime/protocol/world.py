@@ -16,6 +16,10 @@ Coordinate = Annotated[float, Field(allow_inf_nan=False)]
 class ZoneChangeIn(ClientFrame):
     """Enter a zone (players: at its spawn point) or watch it (anonymous: around x/y or the spawn)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"type": "zone_change", "zone": "dark_forest", "x": 500, "y": 500, "id": "z1"}]}
+    )
+
     zone: ZoneName
     x: Coordinate | None = None
     y: Coordinate | None = None
@@ -28,13 +32,21 @@ class ZoneChangeIn(ClientFrame):
 
 
 class PlayerMovementIn(ClientFrame):
+    """Move the player within the zone it entered, at most `WORLD_MAX_STEP` per move."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"type": "player_movement", "zone": "starter_town", "x": 100.5, "y": 200.3}]}
+    )
+
     zone: ZoneName
     x: Coordinate
     y: Coordinate
 
 
 class NearbyPlayersRequestIn(ClientFrame):
-    pass
+    """Ask who is within the radius of what the connection watches."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"type": "nearby_players_request", "id": 7}]})
 
 
 class WorldEventOut(BaseModel):

@@ -7,6 +7,8 @@ the same numbers at `/metrics`.
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,6 +29,19 @@ class StaffOrPublicMetrics(BasePermission):
 class MetricsView(APIView):
     permission_classes = [StaffOrPublicMetrics]
 
+    @extend_schema(
+        tags=["websocket"],
+        summary="This instance's and the cluster's numbers (staff, or anyone with WEBSOCKET_METRICS_PUBLIC).",
+        responses={
+            200: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="`instance`, `connections` (instance and cluster, by endpoint), `frames` in and out by "
+                "endpoint and type, `errors`, `auth_failures`, `rate_limited`, `instances` (docs/protocol.md §8).",
+            ),
+            401: OpenApiResponse(description="Not logged in."),
+            403: OpenApiResponse(description="Not staff."),
+        },
+    )
     def get(self, request: Request) -> Response:
         response = Response(metrics_snapshot())
         response["Cache-Control"] = "no-store"

@@ -12,12 +12,15 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.serializers import DetailSerializer
 from realtime.features import publish
 from realtime.protocol import PROTOCOL_TYPES, PUBLISHABLE_TYPES, RESERVED_FIELDS, encode, now_iso
 
@@ -30,8 +33,15 @@ PUBLISH_TIMEOUT = 5.0
 
 
 class PublishSerializer(serializers.Serializer):
-    target = serializers.CharField(max_length=200, trim_whitespace=False)
-    message = serializers.DictField()
+    target = serializers.CharField(
+        max_length=200,
+        trim_whitespace=False,
+        help_text="`user:<uuid>`, `game`, `world`, `zone:<name>`, `guild:<id>`, `party:<id>` or `chat`.",
+    )
+    message = serializers.DictField(
+        help_text='The event: `{"type": "…", …}`; the server adds `timestamp` (docs/asyncapi.json has the '
+        "shapes of `system_announcement`, `game_state`, `achievement` and `world_event`)."
+    )
 
     def validate_target(self, target: str) -> str:
         try:
@@ -82,11 +92,37 @@ class CanPublish(IsAdminUser):
         return super().has_permission(request, view) and request.user.has_perm("realtime.publish_event")
 
 
+class PublishedSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["accepted"])
+    delivery = serializers.ChoiceField(
+        choices=["live", "stored"], help_text="`stored`: kept for a user with no connection that carries it."
+    )
+
+
+def _answer(description: str) -> OpenApiResponse:
+    return OpenApiResponse(DetailSerializer, description=description)
+
+
 class PublishView(APIView):
     """Anonymous callers get 401; other users, and staff without the permission, 403."""
 
     permission_classes = [CanPublish]
 
+    @extend_schema(
+        tags=["websocket"],
+        summary="Push a server event to a target (staff with realtime.publish_event).",
+        request=PublishSerializer,
+        responses={
+            202: PublishedSerializer,
+            400: OpenApiResponse(
+                OpenApiTypes.OBJECT, description="A bad target, a reserved type or field, or a malformed event."
+            ),
+            401: _answer("Not logged in."),
+            403: _answer("Not staff, or no realtime.publish_event permission."),
+            404: _answer("No such user, guild, party or zone."),
+            503: _answer("The channel layer refused: only this instance's connections were reached."),
+        },
+    )
     def post(self, request: Request) -> Response:
         if not isinstance(request.data, dict):
             return Response({"detail": "The body must be a JSON object."}, status=status.HTTP_400_BAD_REQUEST)

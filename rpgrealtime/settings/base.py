@@ -10,6 +10,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from rpgrealtime import __version__
 from rpgrealtime.env import Env
 from rpgrealtime.redis_config import cache_settings, channel_layer_hosts, redis_settings_from_env
 
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "django_prometheus",
     "channels",
     "axes",
@@ -191,6 +193,28 @@ REST_FRAMEWORK = {
         "membership": env.str("MEMBERSHIP_THROTTLE", default="30/min"),
     },
     "NUM_PROXIES": env.int_or_raw("NUM_PROXIES", default=0),
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI document of the HTTP routes, served at /api/schema/ (docs/operations.md). The
+# WebSocket protocol has its own, docs/asyncapi.json (`manage.py asyncapi`).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "rpgrealtime HTTP API",
+    "DESCRIPTION": (
+        "Accounts, guilds, parties and invitations, and the real-time system's health, metrics and "
+        "publish routes (docs/protocol.md §8). The WebSocket protocol is described by docs/asyncapi.json."
+    ),
+    "VERSION": __version__,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "OAS_VERSION": "3.1.0",  # JSON Schema 2020-12 in the components: tests check real answers against them
+    # Routes DRF does not serve (the async health check, Prometheus' /metrics) described by hand.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "realtime.views.openapi.describe_plain_routes",
+    ],
 }
 
 # Seconds, kept as read so realtime/checks.py can report a bad value; simplejwt gets timedeltas.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 import pytest
 from channels.layers import get_channel_layer
@@ -396,7 +397,10 @@ async def test_watchdog_hands_over_events_kept_while_presence_failed(monkeypatch
     user = await db(make_user)()
     client = await connect("/ws/chat", access_token(user))
     runtime = await ensure_runtime()
-    frame = encode(outbound.build_event("chat_message", content="kept while down", channel="private"))
+    sender = str(uuid.uuid4())
+    fields = {"message_id": str(uuid.uuid4()), "user": "bob", "user_id": sender, "content": "kept while down"}
+    event = outbound.build_event("chat_message", **fields, channel="private", to=str(user.pk))
+    frame = encode(event)
     await offline.pending_store_async(user_id=str(user.pk), event_type="chat_message", frame=frame, endpoints=["chat"])
     checks = {"channel_layer": {"status": "error", "error": "ConnectionError"}, "shared_state": {"status": "ok"}}
     checks["database"] = {"status": "ok"}

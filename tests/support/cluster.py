@@ -26,6 +26,8 @@ from typing import Any
 import websockets
 from django.db import connection
 
+from tests.support.schema import check_server, endpoint_of
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -261,8 +263,9 @@ class ServerProcess:
 class WsClient:
     """A real WebSocket client (the `websockets` library) with JSON helpers."""
 
-    def __init__(self, connection: websockets.ClientConnection) -> None:
+    def __init__(self, connection: websockets.ClientConnection, endpoint: str | None = None) -> None:
         self.connection = connection
+        self.endpoint = endpoint  # every frame read is checked against the protocol schema for it
         self.established: dict[str, Any] | None = None
         self.received: list[dict[str, Any]] = []
 
@@ -273,7 +276,7 @@ class WsClient:
         if token is not None:
             url = f"{url}{'&' if '?' in url else '?'}token={token}"
         connection = await websockets.connect(url, open_timeout=10, max_size=None, **kwargs)
-        client = cls(connection)
+        client = cls(connection, endpoint_of(url))
         if expect_established:
             frame = await client.recv()
             assert frame["type"] == "connection_established", frame
@@ -286,6 +289,7 @@ class WsClient:
     async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
         frame = json.loads(await asyncio.wait_for(self.connection.recv(), timeout))
         self.received.append(frame)
+        check_server(frame, self.endpoint)
         return frame
 
     async def recv_type(self, frame_type: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
@@ -324,7 +328,9 @@ class WsClient:
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    self.received.append(json.loads(await self.connection.recv()))
+                    frame = json.loads(await self.connection.recv())
+                    self.received.append(frame)
+                    check_server(frame, self.endpoint)
         except websockets.ConnectionClosed as exc:
             return exc.rcvd.code if exc.rcvd else None
 

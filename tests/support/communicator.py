@@ -8,13 +8,17 @@ from typing import Any
 from channels.testing import WebsocketCommunicator
 
 from rpgrealtime.asgi import application
+from tests.support.schema import check_server, endpoint_of
 
 
 class Client:
     """A connected in-process client with JSON helpers."""
 
-    def __init__(self, communicator: WebsocketCommunicator, established: dict[str, Any] | None) -> None:
+    def __init__(
+        self, communicator: WebsocketCommunicator, established: dict[str, Any] | None, endpoint: str | None = None
+    ) -> None:
         self.communicator = communicator
+        self.endpoint = endpoint  # every frame read is checked against the protocol schema for it
         self.established = established
         self.subprotocol: str | None = None
         self.seen: list[dict[str, Any]] = []  # every frame read, in order (also those skipped)
@@ -31,6 +35,7 @@ class Client:
             raise AssertionError(f"connection closed with {output.get('code')}")
         frame = json.loads(output["text"])
         self.seen.append(frame)
+        check_server(frame, self.endpoint)
         return frame
 
     async def recv_type(self, frame_type: str, timeout: float = 2.0) -> dict[str, Any]:
@@ -85,7 +90,7 @@ async def connect(
     connected, subprotocol = await communicator.connect(timeout=5)
     if not connected:
         raise AssertionError(f"handshake refused: {subprotocol}")
-    client = Client(communicator, None)
+    client = Client(communicator, None, endpoint_of(path))
     client.subprotocol = subprotocol
     if expect_established:
         frame = await client.recv()

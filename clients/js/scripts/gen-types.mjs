@@ -3,8 +3,8 @@
 // per message and per shared schema, the unions of client and server frames, a map from `type`
 // to frame for typed event handlers, and the frames of each endpoint.
 //
-// Source, in this order: --input <file>; the server's generated docs/asyncapi.json when the
-// repository has one; else this package's interim schema/protocol.asyncapi.json.
+// Source: --input <file>, else the repository's docs/asyncapi.json, which the server generates
+// from its code (`python manage.py asyncapi`).
 //
 //   node scripts/gen-types.mjs            write types/protocol.d.ts
 //   node scripts/gen-types.mjs --check    exit 1 if types/protocol.d.ts is not up to date
@@ -16,11 +16,13 @@ import { fileURLToPath } from "node:url";
 const PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const REPOSITORY = resolve(PACKAGE, "..", "..");
 export const SERVER_SCHEMA = resolve(REPOSITORY, "docs", "asyncapi.json");
-export const INTERIM_SCHEMA = resolve(PACKAGE, "schema", "protocol.asyncapi.json");
 export const OUTPUT = resolve(PACKAGE, "types", "protocol.d.ts");
 
 export function defaultInput() {
-  return existsSync(SERVER_SCHEMA) ? SERVER_SCHEMA : INTERIM_SCHEMA;
+  if (!existsSync(SERVER_SCHEMA)) {
+    throw new Error(`${SERVER_SCHEMA} not found: run scripts/gen-types.mjs in the repository, or pass --input <file>`);
+  }
+  return SERVER_SCHEMA;
 }
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;

@@ -18,11 +18,11 @@ const validate = frameValidator(doc);
 // docs/protocol.md, by endpoint and direction ("*": every endpoint).
 const PROTOCOL = {
   server: {
-    "*": ["connection_established", "error", "ping", "pong", "ack", "token_refreshed", "resumed"],
-    game: ["player_status", "achievement", "system_announcement", "game_state", "membership_changed", "moderation_notice", "invitation"],
-    chat: ["chat_message", "typing", "history", "moderation_event", "moderation_notice"],
+    "*": ["connection_established", "error", "ping", "pong", "token_refreshed", "resumed"],
+    game: ["ack", "player_status", "achievement", "system_announcement", "game_state", "membership_changed", "moderation_notice", "invitation"],
+    chat: ["ack", "chat_message", "typing", "history", "moderation_event", "moderation_notice"],
     combat: ["combat_state", "combat_action_result", "combat_timeout", "combat_end", "combat_participant"],
-    world: ["zone_changed", "nearby_players", "player_movement", "player_entered", "player_left", "world_event"],
+    world: ["ack", "zone_changed", "nearby_players", "player_movement", "player_entered", "player_left", "world_event"],
   },
   client: {
     "*": ["ping", "pong", "token_refresh", "resume"],

@@ -1,5 +1,5 @@
-// Validates frames against the protocol schema the types are generated from (the server's
-// docs/asyncapi.json once it exists, else the interim schema/protocol.asyncapi.json).
+// Validates frames against the protocol schema the types are generated from: the server's
+// docs/asyncapi.json, generated from its code.
 
 import { readFileSync } from "node:fs";
 import Ajv from "ajv";
