@@ -2,8 +2,9 @@
 
 Three real round trips, run concurrently, each bounded so the answer comes within a second
 even when Redis hangs or the database is unreachable:
-- channel_layer: a probe message sent to this instance's own hub channel through the layer
-  (a PUBLISH and a read from the subscription with Redis) and received back;
+- channel_layer: a probe message sent through the layer to a group only this instance's hub is
+  in, and received back (a PUBLISH and a read from the subscription with Redis); one per Redis
+  server when the layer is sharded (CHANNEL_LAYER_REDIS_URLS), each reported under `shards`;
 - database: `SELECT 1` on a dedicated thread, so a hung database neither blocks nor is
   blocked by the request threads; nothing is ever written;
 - shared_state: a PING to the Redis that holds presence and rate limits (always ok in memory).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -68,15 +70,43 @@ async def _timed(name: str, check: Callable[[], Awaitable[Any]], timeout: float 
     return {"status": "ok", "latency_ms": elapsed()}
 
 
-async def _channel_layer_roundtrip(hub: Hub) -> None:
+async def _channel_layer_roundtrip(hub: Hub, shard: int) -> None:
     while True:
         # A probe published in the instant Redis came back, before the hub's subscription was
         # renewed, is lost: send another rather than report red until it is abandoned.
         try:
-            await asyncio.wait_for(hub.probe(), PROBE_RESEND_AFTER)
+            await asyncio.wait_for(hub.probe(shard), PROBE_RESEND_AFTER)
             return
         except TimeoutError:
             continue
+
+
+def _channel_layer_summary(shards: list[dict[str, Any]]) -> dict[str, Any]:
+    """One layer server: its check. Several: ok when every one is, the slowest latency, the
+    first real error (a refusal says more than a timeout), and each server's own check."""
+    if len(shards) == 1:
+        return shards[0]
+    errors = [check["error"] for check in shards if check["status"] != "ok"]
+    summary: dict[str, Any] = {
+        "status": "error" if errors else "ok",
+        "latency_ms": max(check["latency_ms"] for check in shards),
+    }
+    if errors:
+        summary["error"] = next((error for error in errors if error != "timeout"), errors[0])
+    summary["shards"] = shards
+    return summary
+
+
+def describe_failures(checks: dict[str, dict[str, Any]]) -> str:
+    """The failing checks for a log line: `channel_layer=ConnectionError (shard 1), database=timeout`."""
+    parts = []
+    for name, check in checks.items():
+        if check["status"] == "ok":
+            continue
+        failing = [str(n) for n, shard in enumerate(check.get("shards", ())) if shard["status"] != "ok"]
+        where = f" (shard {', '.join(failing)})" if failing else ""
+        parts.append(f"{name}={check.get('error')}{where}")
+    return ", ".join(parts)
 
 
 def _select_one() -> None:
@@ -100,10 +130,14 @@ async def _database_roundtrip() -> None:
 
 async def run_checks(*, hub: Hub, store: Store, timeout: float = CHECK_TIMEOUT) -> dict[str, dict[str, Any]]:
     """The three checks, concurrently, each bounded (the health route and the outage watchdog)."""
-    layer, database, shared_state = await asyncio.gather(
-        _timed("channel_layer", lambda: _channel_layer_roundtrip(hub), timeout),
+    *shards, database, shared_state = await asyncio.gather(
+        *(
+            _timed(f"channel_layer.{shard}", functools.partial(_channel_layer_roundtrip, hub, shard), timeout)
+            for shard in range(hub.shards.count)
+        ),
         _timed("database", _database_roundtrip, timeout),
         _timed("shared_state", store.ping, timeout),
     )
+    layer = _channel_layer_summary(shards)
     layer["backend"] = "memory" if settings.REDIS is None else "redis"
     return {"channel_layer": layer, "database": database, "shared_state": shared_state}

@@ -21,6 +21,7 @@ from typing import Any
 
 from realtime import groups, metrics
 from realtime.connection import Connection
+from realtime.shards import LayerShards
 from realtime.transport import OutboundFrame
 
 logger = logging.getLogger(__name__)
@@ -69,29 +70,38 @@ def _message_key(message: dict[str, Any]) -> tuple:
 class _Subscriptions:
     """Keeps the layer's group subscriptions equal to the groups that have local members.
 
-    One task applies the changes in order, so a mass connect or disconnect never floods the
-    Redis connection pool, and a group that is joined and left again before the task runs
-    costs nothing.
+    One task per channel-layer server applies the changes for that server's groups in order, so
+    a mass connect or disconnect never floods a Redis connection pool, and a group that is
+    joined and left again before the task runs costs nothing. With several servers, one that is
+    down or hangs holds up only its own groups.
     """
 
-    def __init__(self, layer: Any, channel: str) -> None:
+    def __init__(self, layer: Any, channel: str, shards: LayerShards) -> None:
         self._layer = layer
         self._channel = channel
+        self._shards = shards
         self.active: set[str] = set()
         self.desired: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future]] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._wake = [asyncio.Event() for _ in range(shards.count)]
+        self._tasks: list[asyncio.Task] = []
         self.failures = 0
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="hub-subscriptions")
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._run(shard), name=f"hub-subscriptions-{shard}") for shard in range(len(self._wake))
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+
+    def _shard(self, group: str) -> int:
+        return 0 if len(self._wake) == 1 else self._shards.of(group)
 
     def want(self, group: str) -> asyncio.Future | None:
         self.desired.add(group)
@@ -99,52 +109,61 @@ class _Subscriptions:
             return None
         future = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(group, []).append(future)
-        self._wake.set()
+        self._wake[self._shard(group)].set()
         return future
 
     def drop(self, group: str) -> None:
         self.desired.discard(group)
         if group in self.active or group in self._waiters:
-            self._wake.set()
+            self._wake[self._shard(group)].set()
 
     def _resolve(self, group: str) -> None:
         for future in self._waiters.pop(group, ()):
             if not future.done():
                 future.set_result(None)
 
-    async def _run(self) -> None:
+    def _mine(self, groups: Iterable[str], shard: int) -> list[str]:
+        return list(groups) if len(self._wake) == 1 else [g for g in groups if self._shards.of(g) == shard]
+
+    async def _run(self, shard: int) -> None:
+        wake = self._wake[shard]
         backoff = 0.1
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await wake.wait()
+            wake.clear()
             try:
-                for group in list(self.active - self.desired):
+                for group in self._mine(self.active - self.desired, shard):
                     await self._layer.group_discard(group, self._channel)
                     self.active.discard(group)
-                for group in list(self.desired - self.active):
+                for group in self._mine(self.desired - self.active, shard):
                     await self._layer.group_add(group, self._channel)
                     self.active.add(group)
                     self._resolve(group)
-                for group in [g for g in self._waiters if g not in self.desired]:
+                for group in self._mine([g for g in self._waiters if g not in self.desired], shard):
                     self._resolve(group)
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.failures += 1
-                logger.warning("channel layer subscription failed (%s); retrying in %.1fs", exc, backoff)
+                where = f" on shard {shard}" if len(self._wake) > 1 else ""
+                logger.warning("channel layer subscription failed%s (%s); retrying in %.1fs", where, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-                self._wake.set()
+                wake.set()
 
 
 class Hub:
     """Local connection index, group membership and broadcast delivery for one process."""
 
-    def __init__(self, layer: Any, instance_id: str) -> None:
+    def __init__(self, layer: Any, instance_id: str, shards: LayerShards | None = None) -> None:
         self.layer = layer
         self.instance_id = instance_id
+        # The layer's Redis servers (one unless CHANNEL_LAYER_REDIS_URLS lists several).
+        self.shards = shards or LayerShards()
         self.channel: str | None = None
+        # Per layer server, a group only this hub is in: a health probe of that server.
+        self.probe_groups: list[str] = []
         self.connections: dict[str, Connection] = {}
         self.by_user: dict[str, set[Connection]] = {}
         self._members: dict[str, set[Connection]] = {}
@@ -162,15 +181,36 @@ class Hub:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.channel = await self.layer.new_channel("hub.")
-        self._subscriptions = _Subscriptions(self.layer, self.channel)
+        self.channel = await self._new_channel()
+        self._subscriptions = _Subscriptions(self.layer, self.channel, self.shards)
         self._subscriptions.start()
         # Every hub listens to the cluster-wide group: controls that name connections by id
         # (admin disconnects) reach whichever instance holds them, anonymous ones included.
         self._subscriptions.want(groups.instances())
+        token = uuid.uuid4().hex[:16]
+        self.probe_groups = [self.shards.group_on(f"probe.{token}", shard) for shard in range(self.shards.count)]
+        for group in self.probe_groups:
+            self._subscriptions.want(group)
         loop = asyncio.get_running_loop()
         self._receiver = loop.create_task(self._receive_loop(), name="hub-receive")
         _hubs[loop] = self
+
+    async def _new_channel(self) -> str:
+        """This hub's layer channel. Nothing is sent to it directly (broadcasts and probes come
+        through groups), but channels-redis subscribes it on the server its random name hashes
+        to: with one of several servers down, another name is tried rather than not starting."""
+        retries = 0 if self.shards.count == 1 else 4 * self.shards.count
+        for _ in range(retries):
+            try:
+                return await self.layer.new_channel("hub.")
+            except Exception as exc:
+                logger.debug("hub channel not subscribed (%s); trying another name", exc)
+        return await self.layer.new_channel("hub.")
+
+    @property
+    def own_groups(self) -> frozenset[str]:
+        """The groups this hub is in for itself, not for a connection: cluster controls, probes."""
+        return frozenset({groups.instances(), *self.probe_groups})
 
     async def stop(self) -> None:
         for loop, hub in list(_hubs.items()):
@@ -284,18 +324,19 @@ class Hub:
 
     # --- health --------------------------------------------------------------------------
 
-    async def probe(self) -> None:
-        """Send a message to this hub's own channel through the layer and wait until it is back.
+    async def probe(self, shard: int = 0) -> None:
+        """Send a message to this hub's probe group on one layer server and wait until it is back.
 
-        With Redis this is a real PUBLISH and a message read from the subscription the hub
-        receives broadcasts on, so it fails exactly when delivery would. Callers bound the wait.
+        With Redis this is a real PUBLISH on that server and a message read from the
+        subscription the hub receives that server's broadcasts on, so it fails exactly when
+        delivery of its groups would. Callers bound the wait.
         """
-        assert self.channel is not None, "Hub.start() was not awaited"
+        assert self.probe_groups, "Hub.start() was not awaited"
         token = uuid.uuid4().hex
         arrived = asyncio.get_running_loop().create_future()
         self._probes[token] = arrived
         try:
-            await self.layer.send(self.channel, {"type": PROBE, "token": token})
+            await self.layer.group_send(self.probe_groups[shard], {"type": PROBE, "token": token})
             await arrived
         finally:
             self._probes.pop(token, None)

@@ -24,6 +24,7 @@ from realtime.hub import ControlHandler, Hub
 from realtime.outages import service_of
 from realtime.protocol import CloseCode
 from realtime.registry import Registry
+from realtime.shards import LayerShards
 from realtime.store import Store, get_store, reset_stores
 from realtime.streams import reset_stream_logs
 
@@ -43,7 +44,7 @@ _starting: dict[asyncio.AbstractEventLoop, asyncio.Future] = {}
 class Runtime:
     def __init__(self, *, instance_id: str, layer: Any, store: Store) -> None:
         self.instance_id = instance_id
-        self.hub = Hub(layer, instance_id)
+        self.hub = Hub(layer, instance_id, LayerShards.from_settings())
         self.registry = Registry(instance_id, live=self.hub.connections)
         self.store = store
         self.started_at = time.time()
@@ -115,7 +116,11 @@ class Runtime:
             hub=self.hub, registry=self.registry, jobs=self.jobs, forget_instance=self.forget_instance
         )
         self._housekeeping.start()
-        logger.info("realtime instance %s started", self.instance_id)
+        shards = self.hub.shards.count
+        if shards > 1:
+            logger.info("realtime instance %s started (channel layer on %d Redis servers)", self.instance_id, shards)
+        else:
+            logger.info("realtime instance %s started", self.instance_id)
 
     def close_all_now(self, code: int = CloseCode.GOING_AWAY) -> int:
         """Synchronously write a close frame to every connection (shutdown path)."""

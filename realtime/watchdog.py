@@ -14,7 +14,7 @@ from realtime import health
 from realtime.outages import DATABASE, REDIS, layer_service, outages
 from realtime.runtime import Runtime
 
-# Probing costs one PING, one PUBLISH and one `SELECT 1` per instance per run.
+# Probing costs one PING, one PUBLISH per channel-layer server and one `SELECT 1` per instance per run.
 WATCHDOG_INTERVAL = 1.0
 # More patient than the health check (0.8 s): a busy instance answers late, and calling that
 # an outage would stop the slow broadcasts it is still sending (outbound._group_send).
@@ -41,8 +41,8 @@ class Watchdog:
             layer, state = failing.get("channel_layer"), failing.get("shared_state")
             if state or (layer and layer != "timeout"):
                 self.redis_ok = False
-                redis_failing = {name: error for name, error in failing.items() if name != "database"}
-                outages.failed(REDIS, ", ".join(f"{name}={error}" for name, error in redis_failing.items()))
+                redis_checks = {name: check for name, check in checks.items() if name != "database"}
+                outages.failed(REDIS, health.describe_failures(redis_checks))
             elif layer:
                 # Redis answers but our broadcasts come back slowly: this instance is busy, or
                 # its subscription is being renewed. Not an outage; health says 503 meanwhile.

@@ -49,11 +49,25 @@ def redis_settings_from_env(env: Env) -> dict[str, Any] | None:
     }
 
 
-def channel_layer_hosts(redis: dict[str, Any]) -> list[dict[str, Any]]:
-    """The `hosts` value channels-redis expects for these settings."""
+def channel_layer_urls_from_env(env: Env) -> list[str]:
+    """`CHANNEL_LAYER_REDIS_URLS`: the channel layer's own Redis servers, comma separated (none:
+    the layer uses REDIS_URL or Sentinel like the shared state). Kept as written, blanks
+    dropped; `manage.py check` reports an entry that does not parse (realtime/checks.py)."""
+    return [url.strip() for url in env.list("CHANNEL_LAYER_REDIS_URLS", default=[]) if url.strip()]
+
+
+def channel_layer_hosts(redis: dict[str, Any], urls: list[str] | None = None) -> list[dict[str, Any]]:
+    """The `hosts` value channels-redis expects for these settings.
+
+    With `urls` the layer shards its channels over those servers (channels-redis hashes each
+    group's channel to one of them, in this order). REDIS_PASSWORD and REDIS_MAX_CONNECTIONS
+    apply to each; a password in a URL wins over REDIS_PASSWORD (redis-py's rule).
+    """
     common: dict[str, Any] = {"max_connections": redis["max_connections"]}
     if redis["password"]:
         common["password"] = redis["password"]
+    if urls:
+        return [{"address": url, **common} for url in urls]
     if redis["sentinels"]:
         return [
             {

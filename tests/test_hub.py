@@ -74,7 +74,8 @@ CLUSTER = groups.instances()  # every hub joins it at start (cluster-wide contro
 
 
 def own_calls(hub) -> list[tuple[str, str]]:
-    return [call for call in hub.layer.calls if call[1] != CLUSTER]
+    """The layer calls for connections' groups (not the hub's own: cluster controls, probes)."""
+    return [call for call in hub.layer.calls if call[1] not in hub.own_groups]
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ async def test_a_group_is_subscribed_once_and_dropped_with_its_last_member(hub):
     hub.remove(conns[-1])
     await asyncio.sleep(0.05)
     assert own_calls(hub) == [("add", "chat.global"), ("discard", "chat.global")]
-    assert hub.subscribed_groups == {CLUSTER}
+    assert hub.subscribed_groups == hub.own_groups
 
 
 async def test_a_join_and_leave_before_the_subscriber_runs_costs_nothing(hub):
@@ -111,7 +112,7 @@ async def test_a_join_and_leave_before_the_subscriber_runs_costs_nothing(hub):
     await joining
     await asyncio.sleep(0.05)
     # Either nothing happened or an add was undone; no subscription is left behind.
-    assert hub.subscribed_groups == {CLUSTER}
+    assert hub.subscribed_groups == hub.own_groups
     assert own_calls(hub) in ([], [("add", "user.x"), ("discard", "user.x")])
 
 

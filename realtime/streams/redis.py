@@ -1,10 +1,10 @@
 """The stream log in Redis: each stream lives next to its group's pub/sub channel.
 
 channels-redis' pub/sub layer publishes a group's messages on one Redis server (by a hash of
-the channel name, when there are several shards). A stream is kept on that same server, so one
-script can give a frame its offset, keep it and PUBLISH it in the layer's own message format:
-one round trip per broadcast, one encoding, and the frames of a stream leave Redis in offset
-order. Keys (prefix `rpgrt:`):
+the channel name, when there are several shards: `realtime/shards.py`). A stream is kept on that
+same server, so one script can give a frame its offset, keep it and PUBLISH it in the layer's own
+message format: one round trip per broadcast, one encoding, and the frames of a stream leave
+Redis in offset order. Keys (prefix `rpgrt:`):
 
   stream:<name>        hash    offset (of the last frame), epoch
   stream:<name>:log    stream  entries `<offset>-1` with fields t (seconds) and f (the frame)
@@ -21,11 +21,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from channels_redis.utils import _consistent_hash, create_pool, decode_hosts
+from channels_redis.utils import create_pool, decode_hosts
 from django.conf import settings
 
 from realtime.batching import BatchedLookup
 from realtime.protocol.streams import parse as parse_stream
+from realtime.shards import LayerShards
 from realtime.streams.base import Appended, Kept, Position, StreamLog, new_epoch
 
 PREFIX = "rpgrt:stream:"
@@ -106,7 +107,7 @@ def _text(value: Any) -> str:
 
 class RedisStreamLog(StreamLog):
     def __init__(self, hosts: list[Any], prefix: str) -> None:
-        self._prefix = prefix
+        self._layout = LayerShards(count=len(decode_hosts(hosts)), prefix=prefix)
         self._shards = [aioredis.Redis(connection_pool=create_pool(host)) for host in decode_hosts(hosts)]
         self._append = [shard.register_script(APPEND) for shard in self._shards]
         self._kept = [shard.register_script(KEPT) for shard in self._shards]
@@ -119,12 +120,8 @@ class RedisStreamLog(StreamLog):
         config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
         return cls(config["hosts"], config.get("prefix", "asgi"))
 
-    def _channel(self, group: str) -> str:
-        """The pub/sub channel channels-redis uses for `group` (`RedisPubSubLoopLayer`)."""
-        return f"{self._prefix}__group__{group}"
-
     def _shard(self, group: str) -> int:
-        return _consistent_hash(self._channel(group), len(self._shards))
+        return self._layout.of(group)
 
     async def append(self, *, stream: str, group: str, text: str, message: dict[str, object]) -> Appended:
         shard = self._shard(group)
@@ -141,7 +138,7 @@ class RedisStreamLog(StreamLog):
                 str(message.get("event_type", "other")),
                 repr(float(str(message.get("sent_at") or time.time()))),
                 str(message.get("exclude_connection") or ""),
-                self._channel(group),
+                self._layout.channel(group),
                 str(message.get("observe") or ""),
             ],
         )

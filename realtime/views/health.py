@@ -47,5 +47,4 @@ def _log_change(healthy: bool, checks: dict[str, dict[str, Any]], draining: bool
     if healthy:
         logger.info("health: healthy")
     else:
-        failing = ", ".join(f"{name}={check.get('error')}" for name, check in checks.items() if check["status"] != "ok")
-        logger.warning("health: unhealthy (%s)", "draining" if draining else failing)
+        logger.warning("health: unhealthy (%s)", "draining" if draining else health.describe_failures(checks))

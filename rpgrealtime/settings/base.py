@@ -12,7 +12,12 @@ from django.core.exceptions import ImproperlyConfigured
 
 from rpgrealtime import __version__
 from rpgrealtime.env import Env
-from rpgrealtime.redis_config import cache_settings, channel_layer_hosts, redis_settings_from_env
+from rpgrealtime.redis_config import (
+    cache_settings,
+    channel_layer_hosts,
+    channel_layer_urls_from_env,
+    redis_settings_from_env,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # Numbers and switches that do not parse are kept as text (falsy `Unparsed`): `manage.py check`
@@ -138,6 +143,9 @@ else:
 # --- Redis: channel layer, shared state, cache -----------------------------------------------
 
 REDIS = redis_settings_from_env(env)  # None when REDIS_URL and REDIS_SENTINELS are unset
+# The channel layer's own Redis servers, sharded by channels-redis; empty: the layer uses REDIS.
+# Shared state stays on REDIS either way. Without REDIS they are not used (the check says so).
+CHANNEL_LAYER_REDIS_URLS = channel_layer_urls_from_env(env)
 
 if REDIS is None:
     # Embedded default: one process, nothing to install. Several instances need Redis.
@@ -155,7 +163,7 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": channel_layer_hosts(REDIS), "prefix": "rpgrt"},
+            "CONFIG": {"hosts": channel_layer_hosts(REDIS, CHANNEL_LAYER_REDIS_URLS), "prefix": "rpgrt"},
         }
     }
 # The cache holds only the HTTP throttle counters: in Redis (single server or Sentinel) they are

@@ -8,6 +8,7 @@ os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-hs256-signing")
 # Test processes never use an outside Redis unless a test starts its own and says so.
 os.environ.setdefault("REDIS_URL", "")
+os.environ.setdefault("CHANNEL_LAYER_REDIS_URLS", "")
 
 from rpgrealtime.settings.base import *
 from rpgrealtime.settings.base import BASE_DIR, DATABASES

@@ -416,14 +416,14 @@ async def test_a_lost_probe_is_sent_again_so_health_recovers_at_once(monkeypatch
     runtime = await ensure_runtime()
     layer = runtime.hub.layer
 
-    async def lost(channel, message):  # e.g. published while Redis restarted: never arrives
+    async def lost(group, message):  # e.g. published while Redis restarted: never arrives
         return None
 
-    layer.send = lost
+    layer.group_send = lost
     try:
         assert (await AsyncClient().get(HEALTH)).status_code == 503
     finally:
-        del layer.send
+        del layer.group_send
     # The probe in flight is re-sent within PROBE_RESEND_AFTER and now arrives.
     response = await AsyncClient().get(HEALTH)
     assert response.status_code == 200, response.json()
@@ -435,15 +435,15 @@ async def test_a_hung_probe_is_abandoned_so_the_next_request_starts_a_fresh_one(
     layer = runtime.hub.layer
     release = asyncio.Event()
 
-    async def hung(channel, message):  # a PUBLISH to a frozen Redis
+    async def hung(group, message):  # a PUBLISH to a frozen Redis
         await release.wait()
 
-    layer.send = hung
+    layer.group_send = hung
     try:
         assert (await AsyncClient().get(HEALTH)).status_code == 503
         await asyncio.sleep(0.6)  # 1.4 s in: abandoned
     finally:
-        del layer.send
+        del layer.group_send
     response = await AsyncClient().get(HEALTH)
     assert response.status_code == 200, response.json()
     release.set()
