@@ -172,6 +172,7 @@ class ServerProcess:
             {
                 "DJANGO_SETTINGS_MODULE": "rpgrealtime.settings.test",
                 "REDIS_URL": self.redis.url if self.redis else "",
+                "CHANNEL_LAYER_REDIS_URLS": "",
                 "INSTANCE_ID": self.instance_id,
                 "PYTHONUNBUFFERED": "1",
                 **self.base_env,
@@ -339,15 +340,25 @@ class WsClient:
 
 
 class Cluster:
-    """A private Redis and N daphne instances sharing it and the test database."""
+    """A private Redis and N daphne instances sharing it and the test database.
 
-    def __init__(self, size: int = 2, env: dict[str, str] | None = None, redis: bool = True) -> None:
+    With `layer_shards`, the channel layer gets that many private Redis servers of its own
+    (CHANNEL_LAYER_REDIS_URLS, in the order of `layer_redis`); the shared state stays on `redis`.
+    """
+
+    def __init__(
+        self, size: int = 2, env: dict[str, str] | None = None, redis: bool = True, layer_shards: int = 0
+    ) -> None:
         self.redis = RedisServer() if redis else None
+        self.layer_redis = [RedisServer() for _ in range(layer_shards)]
+        if self.layer_redis:
+            env = {"CHANNEL_LAYER_REDIS_URLS": ",".join(shard.url for shard in self.layer_redis), **(env or {})}
         self.servers = [ServerProcess(f"inst{i}", redis=self.redis, env=env) for i in range(size)]
 
     def start(self) -> Cluster:
-        if self.redis:
-            self.redis.start()
+        for redis in [self.redis, *self.layer_redis]:
+            if redis is not None:
+                redis.start()
         for server in self.servers:
             server.start()
         return self
@@ -358,8 +369,9 @@ class Cluster:
                 server.terminate(10)
             with contextlib.suppress(Exception):
                 server.kill()
-        if self.redis:
-            self.redis.stop()
+        for redis in [self.redis, *self.layer_redis]:
+            if redis is not None:
+                redis.stop()
 
     def __getitem__(self, index: int) -> ServerProcess:
         return self.servers[index]
