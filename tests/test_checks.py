@@ -154,6 +154,46 @@ def test_redis_url_needs_a_redis_scheme_and_hides_its_password():
     check_fails_naming("REDIS_SENTINELS", REDIS=sentinels)
 
 
+LAYER_REDIS = {"url": "redis://redis:6379/0", "password": None, "sentinels": [], "db": 0, "max_connections": 500}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "http://layer-2:6379/0",  # not a Redis scheme
+        "layer-2:6379",  # no scheme at all
+        "redis://layer-2:port/0",
+        "redis://layer-2:99999/0",
+        "redis://[::1",  # does not even split
+        "redis:///0",  # no host
+        "redis://layer-2:6379/zero",
+        "unix://",
+    ],
+)
+def test_channel_layer_urls_must_each_be_a_redis_url(bad):
+    message = check_fails_naming(
+        "CHANNEL_LAYER_REDIS_URLS", REDIS=LAYER_REDIS, CHANNEL_LAYER_REDIS_URLS=["redis://good-shard:6379/0", bad]
+    )
+    assert "realtime.E009" in message and "good-shard" not in message  # only the bad entry is named
+
+
+def test_channel_layer_urls_hide_passwords_refuse_duplicates_and_need_a_shared_state_redis():
+    message = check_fails_naming(
+        "CHANNEL_LAYER_REDIS_URLS",
+        REDIS=LAYER_REDIS,
+        CHANNEL_LAYER_REDIS_URLS=["redis://:hunter2hunter2@layer-1:port/0", "redis://:s3cr3t@layer-2:6379/0"] * 2,
+    )
+    assert "hunter2" not in message and "s3cr3t" not in message and "twice" in message
+    message = check_fails_naming("CHANNEL_LAYER_REDIS_URLS", REDIS=None, CHANNEL_LAYER_REDIS_URLS=["redis://a:6379/0"])
+    assert "REDIS_URL" in message
+
+
+def test_channel_layer_urls_accept_redis_tls_and_socket_urls():
+    urls = ["redis://:pw@layer-1:6379/0", "rediss://layer-2:6380", "unix:///run/redis/layer-3.sock"]
+    with override_settings(REDIS=LAYER_REDIS, CHANNEL_LAYER_REDIS_URLS=urls):
+        call_command("check")
+
+
 def test_log_level_format_and_instance_id():
     check_fails_naming("LOG_LEVEL", LOG_LEVEL="LOUD")
     check_fails_naming("CHANNELS_REDIS_LOG_LEVEL", CHANNELS_REDIS_LOG_LEVEL="QUIET")
@@ -268,6 +308,15 @@ def test_a_weak_postgres_password_fails_the_deploy_check():
     assert result.returncode == 1
     assert "realtime.E105" in result.stderr and "DATABASE_URL" in result.stderr
     assert manage_check(weak).returncode == 0  # only a production hazard
+
+
+def test_a_bad_channel_layer_url_fails_manage_py_check_without_a_traceback():
+    env = {**PRODUCTION, "REDIS_URL": "redis://redis:6379/0"}
+    result = manage_check({**env, "CHANNEL_LAYER_REDIS_URLS": "redis://layer-1:6379/0,redis://[layer-2:6379/0"})
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "CHANNEL_LAYER_REDIS_URLS entry" in result.stderr
+    good = manage_check({**env, "CHANNEL_LAYER_REDIS_URLS": "redis://layer-1:6379/0, redis://layer-2:6379/0,"})
+    assert good.returncode == 0, good.stderr
 
 
 def test_a_switch_that_does_not_parse_counts_as_off_and_is_reported():

@@ -12,6 +12,7 @@ import pytest
 from realtime import groups
 from realtime.connection import Connection, ConnectionUser
 from realtime.hub import EVENT, Hub
+from realtime.shards import LayerShards
 from realtime.transport import DaphneTransport, OutboundFrame, QueuedTransport
 
 
@@ -167,6 +168,61 @@ async def test_a_slow_member_is_reported_and_the_others_still_get_the_frame(hub)
     assert len(fine.transport.frames) == 1
     assert slow.closing and not fine.closing  # closed with 4413, dropped if it does not read even that
     assert slow.transport.closed == [4413]
+
+
+# --- a channel layer on several Redis servers ------------------------------------------------------
+
+LAYOUT = LayerShards(count=2, prefix="rpgrt")
+
+
+class ShardedLayer(FakeLayer):
+    """A layer whose server `down` refuses subscriptions, and whose first channels land on it."""
+
+    def __init__(self, down: int | None, refused_channels: int = 0) -> None:
+        super().__init__()
+        self.down = down
+        self.refused_channels = refused_channels
+
+    async def new_channel(self, prefix: str = "") -> str:
+        if self.refused_channels:
+            self.refused_channels -= 1
+            raise ConnectionError("the server this name hashes to is down")
+        return await super().new_channel(prefix)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        if LAYOUT.of(group) == self.down:
+            raise ConnectionError("down")
+        await super().group_add(group, channel)
+
+
+async def test_a_layer_server_that_is_down_holds_up_only_its_own_groups():
+    down = LAYOUT.of("chat.global")
+    layer = ShardedLayer(down, refused_channels=2)
+    hub = Hub(layer, "test-instance", LAYOUT)
+    await hub.start()  # its channel found a server that answers
+    try:
+        assert [LAYOUT.of(group) for group in hub.probe_groups] == [0, 1]
+        conn = connection("c")
+        hub.add(conn)
+        elsewhere = next(group for n in range(100) if LAYOUT.of(group := f"user.{n}") != down)
+        await hub.join(conn, ["chat.global", elsewhere], wait=0.5)
+        assert elsewhere in hub.subscribed_groups and "chat.global" not in hub.subscribed_groups
+        layer.down = None  # the server is back: its groups follow within the retry backoff
+        for _ in range(100):
+            if "chat.global" in hub.subscribed_groups:
+                break
+            await asyncio.sleep(0.02)
+        assert hub.subscribed_groups == {"chat.global", elsewhere, *hub.own_groups}
+    finally:
+        await hub.stop()
+
+
+def test_a_group_on_each_server_is_found_for_any_layout():
+    for count in (1, 2, 3, 16):
+        layout = LayerShards(count=count, prefix="rpgrt")
+        assert [layout.of(layout.group_on("probe.x", shard)) for shard in range(count)] == list(range(count))
+    with pytest.raises(ValueError):
+        LAYOUT.group_on("probe.x", 2)
 
 
 async def test_the_queued_transport_keeps_order_bounds_memory_and_closes_last():

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from channels_redis.utils import create_pool
 from django_redis.cache import RedisCache
 from redis.sentinel import SentinelConnectionPool
 
-from rpgrealtime.redis_config import cache_settings
+from rpgrealtime.redis_config import cache_settings, channel_layer_hosts
 from tests.support.cluster import RedisServer
 from tests.support.ops import SentinelServer
 
@@ -39,6 +40,8 @@ django.setup()
 print(json.dumps({
     "debug": settings.DEBUG,
     "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+    "layer_hosts": [host.get("address") for host in settings.CHANNEL_LAYERS["default"]["CONFIG"].get("hosts", [])],
+    "shared_state": (settings.REDIS or {}).get("url"),
     "db": settings.DATABASES["default"]["ENGINE"],
     "heartbeat": settings.WEBSOCKET_HEARTBEAT_INTERVAL,
     "cleanup": settings.WEBSOCKET_CLEANUP_INTERVAL,
@@ -99,6 +102,35 @@ def test_every_duration_accepts_fractions_and_redis_selects_channels_redis():
     assert (values["heartbeat"], values["cleanup"], values["combat_timeout"], values["access"]) == (0.25, 0.5, 1.5, 2.5)
     assert values["origins"] == ["https://a.example", "https://b.example"]
     assert values["instance"] == "blue-1"
+
+
+def test_channel_layer_redis_urls_give_the_layer_its_own_servers_and_leave_shared_state_alone():
+    result = load(
+        {
+            "DEBUG": "true",
+            "REDIS_URL": "redis://state:6379/0",
+            "CHANNEL_LAYER_REDIS_URLS": " redis://layer-1:6379/0 , redis://layer-2:6379/0,",
+        }
+    )
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout)
+    assert values["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert values["layer_hosts"] == ["redis://layer-1:6379/0", "redis://layer-2:6379/0"]  # in order: the shards
+    assert values["shared_state"] == "redis://state:6379/0"
+    unset = json.loads(load({"DEBUG": "true", "REDIS_URL": "redis://state:6379/0"}).stdout)
+    assert unset["layer_hosts"] == ["redis://state:6379/0"]
+
+
+def test_each_layer_server_gets_the_pool_settings_and_a_password_in_its_url_wins():
+    redis_settings = REDIS_BASE | {"url": "redis://state:6379/0", "password": "shared", "max_connections": 50}
+    hosts = channel_layer_hosts(redis_settings, ["redis://layer-1:6379/0", "redis://:own@layer-2:6380/1"])
+    pools = [create_pool(host) for host in hosts]  # what channels-redis builds; nothing connects yet
+    kwargs = [pool.connection_kwargs for pool in pools]
+    assert [(k["host"], k["port"], k["db"], k["password"]) for k in kwargs] == [
+        ("layer-1", 6379, 0, "shared"),
+        ("layer-2", 6380, 1, "own"),
+    ]
+    assert [pool.max_connections for pool in pools] == [50, 50]
 
 
 @pytest.mark.parametrize(

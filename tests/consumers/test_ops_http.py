@@ -77,6 +77,19 @@ async def test_health_probe_is_a_real_round_trip_through_the_layer():
     assert body["checks"]["database"]["status"] == "ok"
 
 
+def test_a_sharded_layer_is_healthy_only_when_every_server_is_and_the_log_names_the_failing_ones():
+    ok = {"status": "ok", "latency_ms": 0.5}
+    slow = {"status": "error", "error": "timeout", "latency_ms": 800.0}
+    refused = {"status": "error", "error": "ConnectionError", "latency_ms": 1.0}
+    assert health_module._channel_layer_summary([ok]) is ok  # one server: reported as before
+    assert health_module._channel_layer_summary([ok, ok]) == {"status": "ok", "latency_ms": 0.5, "shards": [ok, ok]}
+    summary = health_module._channel_layer_summary([ok, slow, refused])
+    # A refusal says more than a timeout (the watchdog calls only a refusal a Redis outage).
+    assert (summary["status"], summary["error"], summary["latency_ms"]) == ("error", "ConnectionError", 800.0)
+    failing = health_module.describe_failures({"channel_layer": summary, "database": ok, "shared_state": slow})
+    assert failing == "channel_layer=ConnectionError (shard 1, 2), shared_state=timeout"
+
+
 async def test_health_reports_a_database_failure_without_leaking_details(monkeypatch):
     def broken() -> None:
         raise OperationalError('could not connect to server "db.internal" (10.1.2.3): SELECT secret FROM users')
