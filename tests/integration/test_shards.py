@@ -6,7 +6,8 @@ pub/sub channel, presence on the shared-state server only). The users, the guild
 are chosen so that their groups hash to the shard each test needs: broadcasts of groups on
 either shard cross instances, streams stay gap-free and resumable on every instance, health
 reports each shard, and with one shard stopped health says 503 while the groups of the other
-keep working — until the stopped one returns.
+keep working — until the stopped one returns. Lines starting with FIGURE are the measurements
+quoted in docs/reliability.md (run with -s).
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ async def test_health_reports_each_shard(sharded):
         assert layer["status"] == "ok" and layer["backend"] == "redis"
         assert [shard["status"] for shard in layer["shards"]] == ["ok", "ok"]
         assert all(isinstance(shard["latency_ms"], float) for shard in layer["shards"])
-        # Each instance probes each shard through a group of its own there.
+    # Each instance probes each shard through a group of its own there.
     probes = [probe_channels(shard.port) for shard in sharded.layer_redis]
     assert [len(channels) for channels in probes] == [len(sharded.servers)] * 2, probes
 
@@ -224,7 +225,7 @@ async def test_with_one_shard_stopped_health_fails_and_the_other_shard_carries_o
 
     sharded.layer_redis[OTHER].stop()
     for server in (a, b):
-        await until_health(server, 503, timeout=10)
+        unhealthy_after = await until_health(server, 503, timeout=10)
         body = (await asyncio.to_thread(health, server))[1]
         layer = body["checks"]["channel_layer"]
         assert layer["status"] == "error" and layer["error"] == "ConnectionError", layer
@@ -245,7 +246,7 @@ async def test_with_one_shard_stopped_health_fails_and_the_other_shard_carries_o
     # The stopped shard comes back empty: health recovers and its groups carry broadcasts again.
     sharded.layer_redis[OTHER].start()
     for server in (a, b):
-        await until_health(server, 200, timeout=20)
+        healthy_after = await until_health(server, 200, timeout=20)
         await until(lambda server=server: asyncio.sleep(0, "redis available again" in server.log_text()), timeout=5)
 
     async def guild_chat_crosses() -> bool:
@@ -256,5 +257,9 @@ async def test_with_one_shard_stopped_health_fails_and_the_other_shard_carries_o
             return False
         return True
 
-    await until(guild_chat_crosses, timeout=10, what="guild chat across instances after the restart")
+    crossing_after = (
+        await until(guild_chat_crosses, timeout=10, what="guild chat across instances after the restart")
+    )[1]
+    print(f"FIGURE shard_stopped unhealthy_after={unhealthy_after:.2f}", end=" ")
+    print(f"healthy_after_restart={healthy_after:.2f} guild_chat_after_that={crossing_after:.2f}")
     await close_all(alice_chat, bob_chat, bob_game, zone_watcher)
