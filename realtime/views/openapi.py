@@ -8,14 +8,24 @@ from __future__ import annotations
 
 from typing import Any
 
-_CHECK = {
-    "type": "object",
+_CHECK_FIELDS: dict[str, Any] = {
+    "status": {"type": "string", "enum": ["ok", "error"]},
+    "latency_ms": {"type": "number"},
+    "error": {"type": "string", "description": "The exception's class name (never a host or SQL)."},
+}
+_CHECK = {"type": "object", "properties": _CHECK_FIELDS, "required": ["status"]}
+
+_LAYER_CHECK = {
+    **_CHECK,
     "properties": {
-        "status": {"type": "string", "enum": ["ok", "error"]},
-        "latency_ms": {"type": "number"},
-        "error": {"type": "string", "description": "The exception's class name (never a host or SQL)."},
+        **_CHECK_FIELDS,
+        "backend": {"type": "string", "enum": ["memory", "redis"]},
+        "shards": {
+            "type": "array",
+            "items": _CHECK,
+            "description": "With CHANNEL_LAYER_REDIS_URLS: each Redis server's own check, in that order.",
+        },
     },
-    "required": ["status"],
 }
 
 HEALTH = {
@@ -24,7 +34,7 @@ HEALTH = {
         "status": {"type": "string", "enum": ["healthy", "unhealthy"]},
         "checks": {
             "type": "object",
-            "properties": {name: _CHECK for name in ("channel_layer", "database", "shared_state")},
+            "properties": {"channel_layer": _LAYER_CHECK, "database": _CHECK, "shared_state": _CHECK},
             "additionalProperties": _CHECK,
         },
         "draining": {"type": "boolean", "description": "The instance is shutting down."},

@@ -17,10 +17,12 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from accounts.models import Guild
 from realtime.models.world import Zone
 from realtime.shards import LayerShards
+from realtime.views.openapi import HEALTH
 from tests.support.cluster import Cluster, ServerProcess, WsClient
 from tests.support.db import db
 from tests.support.faults import health, presence_of, redis_at, staff_token, until, until_health
@@ -203,6 +205,7 @@ async def test_health_reports_each_shard(sharded):
     for server in sharded.servers:
         status, body = await asyncio.to_thread(health, server)
         assert status == 200, body
+        Draft202012Validator(HEALTH).validate(body)  # as the OpenAPI document says
         layer = body["checks"]["channel_layer"]
         assert layer["status"] == "ok" and layer["backend"] == "redis"
         assert [shard["status"] for shard in layer["shards"]] == ["ok", "ok"]
@@ -227,6 +230,7 @@ async def test_with_one_shard_stopped_health_fails_and_the_other_shard_carries_o
     for server in (a, b):
         unhealthy_after = await until_health(server, 503, timeout=10)
         body = (await asyncio.to_thread(health, server))[1]
+        Draft202012Validator(HEALTH).validate(body)
         layer = body["checks"]["channel_layer"]
         assert layer["status"] == "error" and layer["error"] == "ConnectionError", layer
         assert [shard["status"] for shard in layer["shards"]] == ["error" if n == OTHER else "ok" for n in (0, 1)]
