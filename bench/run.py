@@ -141,6 +141,13 @@ def start_servers(args: argparse.Namespace, database_url: str):
 
     redis = RedisServer().start()
     servers = []
+    if args.peer == "raw":
+        from bench.peers.raw_peer import RawPeerProcess
+
+        for i in range(args.instances):
+            servers.append(RawPeerProcess(f"raw{i}", secret=SECRET).start())
+        print(f"server pids: {' '.join(str(s.process.pid) for s in servers)}", file=sys.stderr, flush=True)
+        return redis, servers
     if args.peer == "socketio":
         from bench.peers.socketio_peer import PeerProcess
 
@@ -462,7 +469,12 @@ def main() -> None:
 
     def common(p):
         p.add_argument("--instances", type=int, default=2)
-        p.add_argument("--peer", choices=["socketio"], default=None, help="run the reference peer instead")
+        p.add_argument(
+            "--peer",
+            choices=["socketio", "raw"],
+            default=None,
+            help="run a reference peer instead: python-socketio, or a bare websockets server (connect only)",
+        )
         p.add_argument(
             "--database-url",
             default=f"sqlite:///{Path(tempfile.gettempdir()) / 'rpgrealtime-bench.sqlite3'}",
@@ -506,6 +518,8 @@ def main() -> None:
     if args.workload == "plot":
         plot_sweeps()
         return
+    if args.peer == "raw" and args.workload != "connect":
+        raise SystemExit("the raw websockets peer only answers connects (no Redis, no rooms)")
     if not shutil.which("node"):
         raise SystemExit("the load generator needs Node.js (node) on PATH")
     result = {"fanout": cmd_fanout, "sweep": cmd_sweep, "connect": cmd_connect, "chatmix": cmd_chatmix}[args.workload](

@@ -112,6 +112,8 @@ class Publisher:
         self.client = RealtimeClient(f"{url}/ws/chat", token=token)
         self.errors: Counter[str] = Counter()
         self.acknowledged = 0
+        self.closes: list[str] = []
+        self.client.on("close", lambda event: self.closes.append(f"{event.code} {event.error}"))
 
     async def send(self, number: int) -> None:
         content = f"{number}|{time.time() * 1000:.1f}"
@@ -197,6 +199,7 @@ def cmd_storm(args) -> dict[str, Any]:
         result.update(published)
         result["publisher_acknowledged"] = publisher.acknowledged
         result["publisher_errors"] = dict(publisher.errors)
+        result["publisher_closes"] = publisher.closes
         storm_end = published["signalled_at"] + 1000 * (result["all_back_and_recovered_seconds"] or args.duration)
         result["during_the_storm"] = sampler.window(published["signalled_at"], storm_end)
         result["rate"] = args.rate
