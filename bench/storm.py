@@ -6,8 +6,9 @@
 
 N players sit in global chat, half on each of two instances; each is a client of the project's
 JavaScript library (bench/loadgen/storm.js), so reconnects follow its close-code rules and
-backoff with jitter (1 s ceiling on the first retry, as the play page). A publisher, a client of
-the project's Python library, sends numbered chat messages at `--rate` to the second instance.
+backoff with jitter (1 s ceiling on the first retry, as the play page). `--publishers` players,
+clients of the project's Python library on the second instance, send numbered chat messages in
+turn, `--rate` a second in all.
 `--signal-after` seconds in, the first instance is stopped (SIGTERM: close 1001 to everyone) or
 killed (SIGKILL: sockets reset); its players reconnect to the survivor and `resume` their
 streams. At the end every player must hold every message exactly once and in order.
@@ -106,17 +107,20 @@ class LoadSampler(threading.Thread):
 
 
 class Publisher:
-    """Numbered global chat messages through the Python client, each acknowledged."""
+    """Numbered global chat messages of one player through the Python client, each acknowledged."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, index: int, url: str, token: str) -> None:
+        self.index = index
         self.client = RealtimeClient(f"{url}/ws/chat", token=token)
         self.errors: Counter[str] = Counter()
+        self.sent = 0
         self.acknowledged = 0
         self.closes: list[str] = []
         self.client.on("close", lambda event: self.closes.append(f"{event.code} {event.error}"))
 
-    async def send(self, number: int) -> None:
-        content = f"{number}|{time.time() * 1000:.1f}"
+    async def send(self) -> None:
+        number, self.sent = self.sent, self.sent + 1
+        content = f"{self.index}|{number}|{time.time() * 1000:.1f}"
         try:
             await self.client.request({"type": "chat_message", "channel": "global", "content": content}, timeout=30)
             self.acknowledged += 1
@@ -124,8 +128,11 @@ class Publisher:
             self.errors[getattr(exc, "code", type(exc).__name__)] += 1
 
 
-async def publish_and_signal(args, publisher: Publisher, victim, tell) -> dict[str, Any]:
-    await publisher.client.connect()
+async def publish_and_signal(args, publishers: list[Publisher], victim, tell) -> dict[str, Any]:
+    """`--rate` messages a second in all, from the publishers in turn (a crowd chatting, not one
+    connection sending 100 a second: a connection's frames are handled one after the other)."""
+    for publisher in publishers:
+        await publisher.client.connect()
     total = round(args.rate * args.duration)
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -139,22 +146,24 @@ async def publish_and_signal(args, publisher: Publisher, victim, tell) -> dict[s
             victim.process.send_signal(signal.SIGTERM if args.signal == "TERM" else signal.SIGKILL)
             signalled_at = time.time() * 1000
             tell(f"SIGNALLED {signalled_at}")
-        sends.append(asyncio.create_task(publisher.send(number)))
+        sends.append(asyncio.create_task(publishers[number % len(publishers)].send()))
     await asyncio.gather(*sends)
-    await publisher.client.close()
-    return {"published": total, "signalled_at": signalled_at, "send_seconds": round(loop.time() - start, 2)}
+    for publisher in publishers:
+        await publisher.client.close()
+    return {"scheduled": total, "signalled_at": signalled_at, "send_seconds": round(loop.time() - start, 2)}
 
 
 def cmd_storm(args) -> dict[str, Any]:
     ensure_loadgen()
-    tokens, _ = prepare_database(args.database_url, args.clients + 1)
+    tokens, _ = prepare_database(args.database_url, args.clients + args.publishers)
     redis, servers = start_servers(args, args.database_url)
     victim, survivor = servers[0], servers[1]
     config = {
         "workload": "storm",
         "path": "/ws/chat",
         "urls": [victim.ws, survivor.ws],
-        "tokens": tokens[1:],
+        "tokens": tokens[args.publishers :],
+        "publishers": args.publishers,
         "procs": args.procs,
         "connect_concurrency": args.connect_concurrency,
         "backoff_initial_ms": args.backoff_initial * 1000,
@@ -190,18 +199,20 @@ def cmd_storm(args) -> dict[str, Any]:
         time.sleep(2.0)  # let the connect burst's housekeeping settle
         sampler = LoadSampler(survivor.process.pid, redis.url, args.database_url)
         sampler.start()
-        publisher = Publisher(survivor.ws, tokens[0])
-        published = asyncio.run(publish_and_signal(args, publisher, victim, tell))
-        tell(f"FINISH {publisher.acknowledged}")
+        publishers = [Publisher(n, survivor.ws, tokens[n]) for n in range(args.publishers)]
+        published = asyncio.run(publish_and_signal(args, publishers, victim, tell))
+        tell("FINISH " + ",".join(str(p.acknowledged) for p in publishers))
         out = loadgen.stdout.read()
         loadgen.wait(120)
         result = json.loads(out.strip().splitlines()[-1])
         result.update(published)
-        result["publisher_acknowledged"] = publisher.acknowledged
-        result["publisher_errors"] = dict(publisher.errors)
-        result["publisher_closes"] = publisher.closes
-        storm_end = published["signalled_at"] + 1000 * (result["all_back_and_recovered_seconds"] or args.duration)
-        result["during_the_storm"] = sampler.window(published["signalled_at"], storm_end)
+        result["publisher_acknowledged"] = sum(p.acknowledged for p in publishers)
+        result["publisher_errors"] = dict(sum((p.errors for p in publishers), Counter()))
+        result["publisher_closes"] = [close for p in publishers for close in p.closes]
+        if published["signalled_at"] is not None:  # --signal-after past the end: a run without a storm
+            back = result["all_back_and_recovered_seconds"] or args.duration
+            storm_end = published["signalled_at"] + 1000 * back
+            result["during_the_storm"] = sampler.window(published["signalled_at"], storm_end)
         result["rate"] = args.rate
         result["signal"] = f"SIG{args.signal}"
     finally:
@@ -216,7 +227,8 @@ def cmd_storm(args) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=100, help="chat messages per second")
+    parser.add_argument("--rate", type=float, default=100, help="chat messages per second, from all publishers")
+    parser.add_argument("--publishers", type=int, default=10, help="players publishing, in turn")
     parser.add_argument("--duration", type=float, default=30, help="seconds of publishing")
     parser.add_argument("--signal-after", type=float, default=10, help="seconds into publishing")
     parser.add_argument("--signal", choices=["TERM", "KILL"], default="TERM")

@@ -5,8 +5,8 @@
 // survivor, resume, and every player must end with every message exactly once, in order.
 //
 // Usage: node storm.js <config.json>. Lines on stdin from bench/run.py: "SIGNALLED <epoch ms>"
-// (the instance was signalled), "FINISH <total>" (the publisher is done: `total` messages were
-// acknowledged). Writes "READY <n>" on stderr once everyone is connected; the result JSON on stdout.
+// (the instance was signalled), "FINISH <n0>,<n1>,…" (the publishers are done: publisher i had
+// n_i messages acknowledged). Writes "READY <n>" on stderr once everyone is connected; the result JSON on stdout.
 "use strict";
 
 const fs = require("fs");
@@ -15,6 +15,15 @@ const readline = require("readline");
 const { fork } = require("child_process");
 const { performance } = require("perf_hooks");
 const WebSocket = require("ws");
+
+// The `ws` package's defaults validate UTF-8 in JavaScript and offer compression (daphne refuses
+// it); a browser does neither in script. Without these the load generator, not the server, would
+// set the latencies.
+class LeanWebSocket extends WebSocket {
+  constructor(url, protocols) {
+    super(url, protocols, { perMessageDeflate: false, skipUTF8Validation: true });
+  }
+}
 
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -32,7 +41,9 @@ function summarize(samples) {
 
 class Player {
   constructor(RealtimeClient, url, survivor, token, cfg) {
-    this.expected = 0; // the next message number this player should see
+    this.expected = new Array(cfg.publishers).fill(0); // per publisher: the next number to see
+    this.offset = null; // the last chat:global offset delivered: must grow by exactly 1
+    this.disorder = 0;
     this.duplicates = 0;
     this.missing = 0;
     this.resyncs = 0;
@@ -45,7 +56,7 @@ class Player {
     this.latencies = [];
     this.client = new RealtimeClient(url, {
       token,
-      WebSocket,
+      WebSocket: LeanWebSocket,
       listenOnline: false,
       backoffInitialMs: cfg.backoff_initial_ms,
       connectTimeoutMs: cfg.connect_timeout_ms,
@@ -68,16 +79,19 @@ class Player {
   }
 
   receive(frame) {
-    const bar = frame.content.indexOf("|");
-    const seq = Number(frame.content.slice(0, bar));
-    const stamp = Number(frame.content.slice(bar + 1));
+    const [publisher, seq, stamp] = frame.content.split("|").map(Number);
     if (this.droppedAt !== null && this.firstFrameAt === null && this.reconnectedAt !== null) this.firstFrameAt = now();
-    if (seq < this.expected) {
+    // The stream's order: every delivered frame is the one after the last (the library drops
+    // duplicates and reports gaps as resyncs; this checks what the application saw).
+    if (this.offset !== null && frame.offset !== this.offset + 1) this.disorder += 1;
+    this.offset = frame.offset;
+    const expected = this.expected[publisher];
+    if (seq < expected) {
       this.duplicates += 1;
       return;
     }
-    if (seq > this.expected) this.missing += seq - this.expected;
-    this.expected = seq + 1;
+    if (seq > expected) this.missing += seq - expected;
+    this.expected[publisher] = seq + 1;
     if (this.droppedAt === null && (seq & 7) === 0) this.latencies.push(now() - stamp);
   }
 }
@@ -108,9 +122,10 @@ async function workerMain() {
       process.send({ cmd: "ready", connected: players.filter((p) => p.client.state === "open").length, failures });
     } else if (msg.cmd === "finish") {
       const deadline = now() + msg.settle_ms;
-      while (now() < deadline && players.some((p) => p.expected < msg.total)) await sleep(100);
+      const behind = (p) => p.expected.some((seen, i) => seen < msg.totals[i]);
+      while (now() < deadline && players.some(behind)) await sleep(100);
       const cpu = process.cpuUsage();
-      process.send({ cmd: "result", players: players.map((p) => report(p, msg.total)), cpu_ms: (cpu.user + cpu.system) / 1000 });
+      process.send({ cmd: "result", players: players.map((p) => report(p, msg.totals)), cpu_ms: (cpu.user + cpu.system) / 1000 });
       for (const p of players) p.client.close();
       await sleep(300);
       process.exit(0);
@@ -118,11 +133,13 @@ async function workerMain() {
   });
 }
 
-function report(p, total) {
+function report(p, totals) {
+  const short = totals.reduce((a, total, i) => a + Math.max(0, total - p.expected[i]), 0);
   return {
     duplicates: p.duplicates,
-    missing: p.missing + Math.max(0, total - p.expected),
-    complete: p.expected >= total && p.missing === 0 && p.duplicates === 0,
+    missing: p.missing + short,
+    disorder: p.disorder,
+    complete: short === 0 && p.missing === 0 && p.duplicates === 0 && p.disorder === 0,
     resyncs: p.resyncs,
     drops: p.drops,
     dropped_at: p.droppedAt,
@@ -154,18 +171,19 @@ async function main() {
   process.stderr.write(`READY ${connected}\n`);
 
   let signalledAt = null;
-  const total = await new Promise((resolve) => {
+  const totals = await new Promise((resolve) => {
     readline.createInterface({ input: process.stdin }).on("line", (line) => {
       const [word, value] = line.trim().split(" ");
       if (word === "SIGNALLED") signalledAt = Number(value);
-      if (word === "FINISH") resolve(Number(value));
+      if (word === "FINISH") resolve(value.split(",").map(Number)); // acknowledged, per publisher
     });
   });
   const results = await Promise.all(workers.map(({ child }) => new Promise((resolve) => {
     child.once("message", resolve);
-    child.send({ cmd: "finish", total, settle_ms: cfg.settle_seconds * 1000 });
+    child.send({ cmd: "finish", totals, settle_ms: cfg.settle_seconds * 1000 });
   })));
   const players = results.flatMap((r) => r.players);
+  const total = totals.reduce((a, b) => a + b, 0);
   process.stdout.write(JSON.stringify(aggregate(cfg, players, { connected, connectSeconds, signalledAt, total, results })) + "\n");
   process.exit(0);
 }
@@ -189,6 +207,7 @@ function aggregate(cfg, players, { connected, connectSeconds, signalledAt, total
     resumed_recovered: moved.filter((p) => p.recovered === true).length,
     complete: players.filter((p) => p.complete).length,
     duplicates: players.reduce((a, p) => a + p.duplicates, 0),
+    out_of_order: players.reduce((a, p) => a + p.disorder, 0),
     missing: players.reduce((a, p) => a + p.missing, 0),
     resyncs: players.reduce((a, p) => a + p.resyncs, 0),
     drops_per_moved_player_max: moved.length ? Math.max(...moved.map((p) => p.drops)) : 0,
