@@ -336,7 +336,10 @@ class Hub:
         arrived = asyncio.get_running_loop().create_future()
         self._probes[token] = arrived
         try:
-            await self.layer.group_send(self.probe_groups[shard], {"type": PROBE, "token": token})
+            # The embedded layer would send a process that looks like a command through the
+            # outbox; a probe is the hub's own and must stay in this process.
+            send = getattr(self.layer, "group_send_here", self.layer.group_send)
+            await send(self.probe_groups[shard], {"type": PROBE, "token": token})
             await arrived
         finally:
             self._probes.pop(token, None)

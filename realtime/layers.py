@@ -25,6 +25,10 @@ def relays_through_outbox(layer: Any) -> bool:
 
 
 class EmbeddedChannelLayer(InMemoryChannelLayer):
+    async def group_send_here(self, group: str, message: dict[str, Any]) -> None:
+        """To this process's groups only, never through the outbox (the hub's own probes)."""
+        await super().group_send(group, message)
+
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         if hub.serving():
             await super().group_send(group, message)

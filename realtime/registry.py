@@ -29,19 +29,51 @@ DEAD_AFTER_INTERVALS = 3
 BATCH = 500
 
 
-def _record(conn: Connection, instance_id: str) -> ConnectionRecord:
-    return ConnectionRecord(
-        id=conn.id,
-        instance_id=instance_id,
-        user_id=conn.user_id,
-        username=conn.username or "",
-        endpoint=conn.endpoint,
-        client_addr=(conn.client_addr or "")[:64],
-        connected_at=datetime.fromtimestamp(conn.connected_at, tz=UTC),
-        last_seen=timezone.now(),
-        frames_in=conn.frames_in,
-        frames_out=conn.frames_out,
+def _row(conn: Connection) -> tuple:
+    """What the registry records of a connection, read on the event loop (cheap: no model)."""
+    return (
+        conn.id,
+        conn.user_id,
+        conn.username or "",
+        conn.endpoint,
+        (conn.client_addr or "")[:64],
+        conn.connected_at,
+        conn.frames_in,
+        conn.frames_out,
     )
+
+
+def _insert_rows(instance_id: str, rows: list[tuple]) -> None:
+    """INSERT the rows, skipping ids already there, as plain statements sent together: building a
+    model instance per connection cost more than the insert itself in a reconnect storm."""
+    fields = ConnectionRecord._meta
+    prep = {name: fields.get_field(name) for name in ("user", "connected_at", "last_seen")}
+    now = prep["last_seen"].get_db_prep_value(timezone.now(), connection)
+    quote = connection.ops.quote_name
+    columns = ["id", "instance_id", "user_id", "username", "endpoint", "client_addr", "connected_at", "last_seen",
+               "frames_in", "frames_out"]  # fmt: skip
+    sql = (
+        f"INSERT INTO {quote(fields.db_table)} ({', '.join(quote(c) for c in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT ({quote('id')}) DO NOTHING"
+    )
+    params = [
+        (
+            conn_id,
+            instance_id,
+            prep["user"].get_db_prep_value(user_id, connection) if user_id else None,
+            username,
+            endpoint,
+            address,
+            prep["connected_at"].get_db_prep_value(datetime.fromtimestamp(connected_at, tz=UTC), connection),
+            now,
+            frames_in,
+            frames_out,
+        )
+        for conn_id, user_id, username, endpoint, address, connected_at, frames_in, frames_out in rows
+    ]
+    with connection.cursor() as cursor:
+        for start in range(0, len(params), BATCH):
+            cursor.executemany(sql, params[start : start + BATCH])
 
 
 class Registry:
@@ -80,7 +112,7 @@ class Registry:
             return
         opened, closed = self._opened, self._closed
         self._opened, self._closed = {}, set()
-        records = [_record(conn, self.instance_id) for conn in opened.values()]
+        records = [_row(conn) for conn in opened.values()]
         try:
             recreated = await database_sync_to_async(self._write)(records, closed)
         except Exception:
@@ -103,7 +135,7 @@ class Registry:
         for conn in self.live.values():
             self._opened[conn.id] = conn
 
-    def _write(self, records: list[ConnectionRecord], closed: set[str]) -> bool:
+    def _write(self, records: list[tuple], closed: set[str]) -> bool:
         """Insert and delete rows; True when our instance row had to be created again."""
         created = False
         with transaction.atomic():
@@ -114,7 +146,7 @@ class Registry:
                     id=self.instance_id,
                     defaults={"host": socket.gethostname(), "pid": os.getpid(), "last_seen": timezone.now()},
                 )
-                ConnectionRecord.objects.bulk_create(records, batch_size=BATCH, ignore_conflicts=True)
+                _insert_rows(self.instance_id, records)
             closed_ids = list(closed)
             for start in range(0, len(closed_ids), BATCH):
                 ConnectionRecord.objects.filter(id__in=closed_ids[start : start + BATCH]).delete()

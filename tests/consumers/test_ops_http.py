@@ -432,11 +432,11 @@ async def test_a_lost_probe_is_sent_again_so_health_recovers_at_once(monkeypatch
     async def lost(group, message):  # e.g. published while Redis restarted: never arrives
         return None
 
-    layer.group_send = lost
+    layer.group_send = layer.group_send_here = lost
     try:
         assert (await AsyncClient().get(HEALTH)).status_code == 503
     finally:
-        del layer.group_send
+        del layer.group_send, layer.group_send_here
     # The probe in flight is re-sent within PROBE_RESEND_AFTER and now arrives.
     response = await AsyncClient().get(HEALTH)
     assert response.status_code == 200, response.json()
@@ -451,12 +451,12 @@ async def test_a_hung_probe_is_abandoned_so_the_next_request_starts_a_fresh_one(
     async def hung(group, message):  # a PUBLISH to a frozen Redis
         await release.wait()
 
-    layer.group_send = hung
+    layer.group_send = layer.group_send_here = hung
     try:
         assert (await AsyncClient().get(HEALTH)).status_code == 503
         await asyncio.sleep(0.6)  # 1.4 s in: abandoned
     finally:
-        del layer.group_send
+        del layer.group_send, layer.group_send_here
     response = await AsyncClient().get(HEALTH)
     assert response.status_code == 200, response.json()
     release.set()
@@ -472,6 +472,7 @@ def refusing_layer(monkeypatch):
         raise ConnectionError("layer down")
 
     monkeypatch.setattr(EmbeddedChannelLayer, "group_send", refuse)
+    monkeypatch.setattr(EmbeddedChannelLayer, "group_send_here", refuse)
 
 
 @pytest.fixture
@@ -481,6 +482,7 @@ def hanging_layer(monkeypatch):
         await asyncio.sleep(3600)
 
     monkeypatch.setattr(EmbeddedChannelLayer, "group_send", hang)
+    monkeypatch.setattr(EmbeddedChannelLayer, "group_send_here", hang)
     monkeypatch.setattr(publish_module, "PUBLISH_TIMEOUT", 0.3)
 
 
