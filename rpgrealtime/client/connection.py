@@ -122,6 +122,9 @@ class RealtimeClient:
         streams: dict[str, dict[str, Any]] | None = None,
         resume: bool = True,
         request_timeout: float = 10.0,
+        # `resumed` comes after the connect completes and the missed frames are sent: in a
+        # reconnect storm that takes longer than a request, and giving up re-reads everything.
+        resume_timeout: float = 30.0,
         # A handshake or `connection_established` that never comes (a listen queue overflowing in
         # a reconnect storm answers after 1, 3, 7 s of SYN retries): give up and try again.
         connect_timeout: float = 15.0,
@@ -140,6 +143,7 @@ class RealtimeClient:
         self.token_transport = token_transport
         self.resume = resume
         self.request_timeout = request_timeout
+        self.resume_timeout = resume_timeout
         self.connect_timeout = connect_timeout
         self.heartbeat_grace = heartbeat_grace
         self.rate_limited_delay = rate_limited_delay
@@ -466,7 +470,7 @@ class RealtimeClient:
             self.streams.cancel()
             return False
         self._resume_id = resume_id
-        self._resume_deadline = asyncio.get_running_loop().time() + self.request_timeout
+        self._resume_deadline = asyncio.get_running_loop().time() + self.resume_timeout
         return True
 
     async def _receive(self, frame: dict[str, Any]) -> None:

@@ -467,7 +467,7 @@ async def test_too_old_and_unknown_streams_are_resynced(server, make):
 
 async def test_a_refused_or_unanswered_resume_resyncs_every_stream(server, make):
     await server.publish("game", announce(1), send=False)
-    recorder = make(request_timeout=0.2)
+    recorder = make(request_timeout=0.2, resume_timeout=0.2)
     await recorder.client.connect()
     before = len(server.connections)
     server.last().abort()

@@ -8,6 +8,10 @@ import { StreamTracker } from "./streams.js";
 
 const DEFAULTS = Object.freeze({
   requestTimeoutMs: 10_000,
+  // A resume is answered after the connect completes and the missed frames are sent: in a
+  // reconnect storm that can take longer than a request, and giving up means re-reading
+  // everything (more load on a server already busy with the storm).
+  resumeTimeoutMs: 30_000,
   // A handshake, or a `connection_established`, that never comes (a listen queue overflowing in
   // a reconnect storm answers after 1, 3, 7 s of SYN retries): give up and try again.
   connectTimeoutMs: 15_000,
@@ -473,7 +477,7 @@ export class RealtimeClient {
       if (ws !== this._ws || this._resumeId !== id) return;
       this._resumeId = null;
       this._run(this.streams.fail("resume_failed"));
-    }, this.options.requestTimeoutMs);
+    }, this.options.resumeTimeoutMs);
     return true;
   }
 

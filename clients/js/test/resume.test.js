@@ -152,9 +152,9 @@ test("a server that refuses resume: every stream re-synced, held frames delivere
   assert.equal(seen.frames[0].offset, 2);
 });
 
-test("a resume that is never answered gives up after the request timeout", async () => {
+test("a resume that is never answered gives up after the resume timeout", async () => {
   server.publish("game", announce(1), { send: false });
-  const { seen, established } = connect({ requestTimeoutMs: 200 });
+  const { seen, established } = connect({ resumeTimeoutMs: 200 });
   await established;
   const before = server.connections.length;
   server.last().ws.terminate();

@@ -76,6 +76,8 @@ export interface ClientOptions {
   /** Send `resume` after every reconnect (protocol 1.1 servers); default true. */
   resume?: boolean;
   requestTimeoutMs?: number;
+  /** How long to wait for `resumed` before re-syncing every stream (30 000). */
+  resumeTimeoutMs?: number;
   connectTimeoutMs?: number;
   /** Dead after heartbeat_interval + this with no frame at all; default 5000. */
   heartbeatGraceMs?: number;
