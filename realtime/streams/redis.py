@@ -101,6 +101,20 @@ return out
 """
 
 
+# How long a call waits for a free connection when every one of the pool is busy (a storm).
+POOL_WAIT_SECONDS = 5
+
+
+def _pool(host: dict[str, Any]) -> Any:
+    """channels-redis' pool for a layer server, but one that waits for a free connection: its
+    own raises "Too many connections" at once, which in a reconnect storm (thousands of resumes
+    at the same moment) looked like an outage and sent frames out unnumbered."""
+    if "address" in host:
+        options = {key: value for key, value in host.items() if key != "address"}
+        return aioredis.BlockingConnectionPool.from_url(host["address"], timeout=POOL_WAIT_SECONDS, **options)
+    return create_pool(host)  # Sentinel: its own pool class
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -108,12 +122,13 @@ def _text(value: Any) -> str:
 class RedisStreamLog(StreamLog):
     def __init__(self, hosts: list[Any], prefix: str) -> None:
         self._layout = LayerShards(count=len(decode_hosts(hosts)), prefix=prefix)
-        self._shards = [aioredis.Redis(connection_pool=create_pool(host)) for host in decode_hosts(hosts)]
+        self._shards = [aioredis.Redis(connection_pool=_pool(host)) for host in decode_hosts(hosts)]
         self._append = [shard.register_script(APPEND) for shard in self._shards]
         self._kept = [shard.register_script(KEPT) for shard in self._shards]
         self._positions = [shard.register_script(POSITIONS) for shard in self._shards]
         # Connects that arrive together read the streams' positions in one call per shard.
         self._batched_positions = BatchedLookup(self._read_positions)
+        self._batched_kept = BatchedLookup(self._read_kept_many)
 
     @classmethod
     def from_settings(cls) -> RedisStreamLog:
@@ -170,24 +185,49 @@ class RedisStreamLog(StreamLog):
         return found
 
     async def kept(self, stream: str, *, after: int, upto: int | None = None) -> Kept:
-        epoch, offset, entries = await self._run_kept(stream, after, upto)
-        position = Position(offset, epoch)
-        last = offset if upto is None else min(upto, offset)
-        if after >= last:
-            return Kept(position, [])
-        oldest = time.time() - settings.RECOVERY_HISTORY_TTL
-        frames = []
-        for entry_id, fields in entries:
-            values = dict(zip(fields[::2], fields[1::2], strict=True))
-            if float(values[b"t"]) < oldest:
-                continue
-            frames.append((int(_text(entry_id).partition("-")[0]), _text(values[b"f"])))
-        complete = len(frames) == last - after and frames[0][0] == after + 1
-        return Kept(position, frames if complete else None)
+        found = await self._batched_kept((stream, after, upto))
+        assert found is not None  # every request of a batch gets its answer
+        return found
+
+    async def _read_kept_many(self, requests: list[KeptRequest]) -> dict[KeptRequest, Kept]:
+        """Resumes that arrive together (a reconnect storm: thousands of clients of the same
+        streams) share one read per stream, of the widest range any of them asked for."""
+        by_stream: dict[str, list[KeptRequest]] = {}
+        for request in requests:
+            by_stream.setdefault(request[0], []).append(request)
+        answers = {}
+        for stream, asked in by_stream.items():
+            lowest = min(after for _, after, _ in asked)
+            uptos = [upto for _, _, upto in asked]
+            highest = None if None in uptos else max(upto for upto in uptos if upto is not None)
+            epoch, offset, entries = await self._run_kept(stream, lowest, highest)
+            kept = [_kept_entry(entry_id, fields) for entry_id, fields in entries]
+            for request in asked:
+                answers[request] = _kept_between(Position(offset, epoch), kept, request[1], request[2])
+        return answers
 
     async def close(self) -> None:
         for shard in self._shards:
             await shard.aclose()
+
+
+KeptRequest = tuple[str, int, int | None]  # stream, after, upto
+
+
+def _kept_entry(entry_id: Any, fields: list[Any]) -> tuple[int, str, float]:
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    return int(_text(entry_id).partition("-")[0]), _text(values[b"f"]), float(values[b"t"])
+
+
+def _kept_between(position: Position, kept: list[tuple[int, str, float]], after: int, upto: int | None) -> Kept:
+    """The frames with offsets in (after, upto], or None when any of them is no longer kept."""
+    last = position.offset if upto is None else min(upto, position.offset)
+    if after >= last:
+        return Kept(position, [])
+    oldest = time.time() - settings.RECOVERY_HISTORY_TTL
+    frames = [(offset, frame) for offset, frame, at in kept if after < offset <= last and at >= oldest]
+    complete = len(frames) == last - after and frames[0][0] == after + 1
+    return Kept(position, frames if complete else None)
 
 
 def _group_of(stream: str) -> str:
