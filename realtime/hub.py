@@ -21,6 +21,7 @@ from typing import Any
 
 from realtime import groups, metrics
 from realtime.connection import Connection
+from realtime.layer_subscriptions import group_add_many, group_discard_many
 from realtime.shards import LayerShards
 from realtime.transport import OutboundFrame
 
@@ -132,13 +133,17 @@ class _Subscriptions:
             await wake.wait()
             wake.clear()
             try:
-                for group in self._mine(self.active - self.desired, shard):
-                    await self._layer.group_discard(group, self._channel)
-                    self.active.discard(group)
-                for group in self._mine(self.desired - self.active, shard):
-                    await self._layer.group_add(group, self._channel)
-                    self.active.add(group)
-                    self._resolve(group)
+                # All pending changes of this server in one command each (a storm: thousands).
+                gone = self._mine(self.active - self.desired, shard)
+                if gone:
+                    await group_discard_many(self._layer, gone, self._channel)
+                    self.active.difference_update(gone)
+                wanted = self._mine(self.desired - self.active, shard)
+                if wanted:
+                    await group_add_many(self._layer, wanted, self._channel)
+                    self.active.update(wanted)
+                    for group in wanted:
+                        self._resolve(group)
                 for group in self._mine([g for g in self._waiters if g not in self.desired], shard):
                     self._resolve(group)
                 backoff = 0.1
