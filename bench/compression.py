@@ -235,10 +235,10 @@ def combat_stream(rng: random.Random, players: Players, count: int) -> tuple[lis
     """The frames of 4-participant fights (two players, a troll and a wolf) as the fight's stream
     carries them: `combat_action_result` and `combat_state` after each step, stamped with the
     stream's position. Returns (every frame of the stream, the `combat_state` frames alone)."""
-    from realtime.features.combat.catalogue import PLAYER_DEFAULT
     from realtime.features.combat.engine import PLAYER, PlayerEntry, act, begin, new_combat
     from realtime.features.combat.frames import effects_of
     from realtime.protocol import encode, streams
+    from realtime.protocol.catalogue import PLAYER_DEFAULT
     from realtime.streams import new_epoch, stamped
 
     everything: list[str] = []

@@ -13,8 +13,8 @@ from rest_framework.views import APIView
 
 from play import services
 from play.serializers import RosterSerializer
-from realtime.features.combat.catalogue import MAX_MONSTERS_PER_FIGHT, MONSTERS
 from realtime.models import Zone
+from realtime.protocol.catalogue import MAX_MONSTERS_PER_FIGHT, MONSTERS
 
 
 @require_safe

@@ -2,7 +2,7 @@
 
 A number or switch that does not parse used to raise a bare `ValueError` while the settings
 were imported (or, for some, at the first WebSocket accept). Kept instead as `Unparsed` text,
-it reaches `realtime/checks.py`, which names the variable and says how to fix it when
+it reaches `realtime/checks/`, which names the variable and says how to fix it when
 `manage.py check` runs — before the server starts, in the image and in compose.
 """
 

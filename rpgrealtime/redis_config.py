@@ -52,7 +52,7 @@ def redis_settings_from_env(env: Env) -> dict[str, Any] | None:
 def channel_layer_urls_from_env(env: Env) -> list[str]:
     """`CHANNEL_LAYER_REDIS_URLS`: the channel layer's own Redis servers, comma separated (none:
     the layer uses REDIS_URL or Sentinel like the shared state). Kept as written, blanks
-    dropped; `manage.py check` reports an entry that does not parse (realtime/checks.py)."""
+    dropped; `manage.py check` reports an entry that does not parse (realtime/checks/)."""
     return [url.strip() for url in env.list("CHANNEL_LAYER_REDIS_URLS", default=[]) if url.strip()]
 
 

@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from realtime.features.combat.catalogue import PLAYER_DEFAULT
+from realtime.protocol.catalogue import PLAYER_DEFAULT
 
 
 class PlayerCombatStats(models.Model):

@@ -25,7 +25,7 @@ TRAILING = ("timestamp", "stream", "offset", "epoch", "id")
 DESCRIPTION = """\
 The rpgrealtime WebSocket protocol, generated from the server's code by `manage.py asyncapi`: \
 client frames from the schemas the server validates them with, server frames from the types \
-in `realtime/protocol/events.py`. docs/protocol.md explains what each frame means and when it \
+in `realtime/protocol/events/`. docs/protocol.md explains what each frame means and when it \
 is sent. Operations are from the server's side: `send` is server → client, `receive` is \
 client → server.
 

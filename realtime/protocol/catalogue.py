@@ -1,4 +1,8 @@
-"""What can fight: the monster catalogue and the default stats of a player, as plain data."""
+"""What can fight: the monster catalogue and the default stats of a player, as plain data.
+
+Part of the wire contract (docs/protocol.md §6: clients name monsters by these keys); the combat
+engine and the models read it from here.
+"""
 
 from __future__ import annotations
 

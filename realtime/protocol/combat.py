@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
-from realtime.features.combat.catalogue import MAX_MONSTERS_PER_FIGHT
 from realtime.protocol import ClientFrame
+from realtime.protocol.catalogue import MAX_MONSTERS_PER_FIGHT
 
 
 def _canonical_uuid(value: str) -> str:

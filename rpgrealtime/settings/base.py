@@ -21,7 +21,7 @@ from rpgrealtime.redis_config import (
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # Numbers and switches that do not parse are kept as text (falsy `Unparsed`): `manage.py check`
-# reports them by name (realtime/checks.py) instead of a traceback here or at the first accept.
+# reports them by name (realtime/checks/) instead of a traceback here or at the first accept.
 # The refusals below stay: without a key or hosts nothing can be served safely at all.
 env = Env()
 
@@ -225,7 +225,7 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# Seconds, kept as read so realtime/checks.py can report a bad value; simplejwt gets timedeltas.
+# Seconds, kept as read so realtime/checks/ can report a bad value; simplejwt gets timedeltas.
 JWT_ACCESS_TOKEN_LIFETIME = env.float_or_raw("JWT_ACCESS_TOKEN_LIFETIME", default=900.0)
 JWT_REFRESH_TOKEN_LIFETIME = env.float_or_raw("JWT_REFRESH_TOKEN_LIFETIME", default=86400.0)
 

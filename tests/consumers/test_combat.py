@@ -14,8 +14,8 @@ from django.utils import timezone
 from accounts.models import Party
 from realtime.features.combat import engine, frames, referee
 from realtime.features.combat import service as combat
-from realtime.features.combat.catalogue import PLAYER_DEFAULT
 from realtime.models import CombatLogEntry, CombatParticipant, CombatSession
+from realtime.protocol.catalogue import PLAYER_DEFAULT
 from tests.support.communicator import STREAM_KEYS, connect, unpositioned
 from tests.support.db import db
 from tests.support.users import access_token, make_user

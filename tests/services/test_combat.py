@@ -12,10 +12,10 @@ from django.utils import timezone
 from realtime.boot import ensure_runtime
 from realtime.features.combat import engine, referee
 from realtime.features.combat import service as combat
-from realtime.features.combat.catalogue import MONSTERS, PLAYER_DEFAULT, Stats
 from realtime.features.combat.engine import CombatState, RuleError
 from realtime.models import CombatLogEntry, CombatParticipant, CombatSession, PlayerCombatStats
 from realtime.protocol import ProtocolError
+from realtime.protocol.catalogue import MONSTERS, PLAYER_DEFAULT, Stats
 from tests.support.db import db
 from tests.support.users import make_user
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from realtime.features.combat.catalogue import MAX_MONSTERS_PER_FIGHT, MONSTERS, Stats
+from realtime.protocol.catalogue import MAX_MONSTERS_PER_FIGHT, MONSTERS, Stats
 
 ACTIONS = ("attack", "defend", "flee")
 PLAYER = "player"

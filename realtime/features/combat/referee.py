@@ -21,11 +21,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from realtime.features.combat import engine
-from realtime.features.combat.catalogue import Stats
 from realtime.features.combat.engine import CombatState, Event, RuleError
 from realtime.features.combat.frames import ACTIVE, Effect, effects_of, participant_event, state_frame
 from realtime.models import CombatLogEntry, CombatParticipant, CombatSession, PlayerCombatStats
 from realtime.protocol import ErrorCode, ProtocolError
+from realtime.protocol.catalogue import Stats
 
 # Three unattended turns (90 s at the default timeout) is long enough to ride out a reconnect
 # or an instance failover, short enough that a forgotten fight does not hold its players.
