@@ -142,8 +142,11 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         base_env: dict[str, str] | None = None,
         daphne_args: list[str] | None = None,
+        source: Path = ROOT,
     ) -> None:
         self.name = name
+        # The checkout the server runs from (a benchmark may run an older revision side by side).
+        self.source = source
         self.base_env = FAST_ENV if base_env is None else base_env
         self.daphne_args = list(daphne_args or [])
         self.port = free_port()
@@ -190,7 +193,7 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> ServerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.command(), cwd=ROOT, env=self.environment(), stdout=log, stderr=subprocess.STDOUT
+            self.command(), cwd=self.source, env=self.environment(), stdout=log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
