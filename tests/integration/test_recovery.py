@@ -2,7 +2,7 @@
 (docs/protocol.md §12): offsets assigned in publish order by Redis, identical and gap-free on
 every instance under concurrent publishers; `resume` after a plain disconnect, after the
 client's instance was killed (SIGKILL), after Redis restarted empty (the epoch changed); too old;
-forbidden.
+forbidden; a fight's frames after its turns timed out while the player was away.
 
 This module starts its own clusters (it kills instances and restarts Redis).
 """
@@ -25,7 +25,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def pair(django_db_blocker):
     with django_db_blocker.unblock():
-        cluster = Cluster(size=2, env={"RECOVERY_HISTORY_SIZE": "500"}).start()
+        # Turns of 1 s: a fight's timeouts happen while its player is away, within a test.
+        cluster = Cluster(size=2, env={"RECOVERY_HISTORY_SIZE": "500", "COMBAT_TURN_TIMEOUT": "1"}).start()
     try:
         yield cluster
     finally:
@@ -224,3 +225,30 @@ async def test_frames_reach_a_raw_client_that_resumes_first_in_order(pair):
     assert offsets == list(range(seen["offset"] + 1, seen["offset"] + 1 + len(offsets)))
     await back.close()
     await writer.close()
+
+
+async def test_a_fights_frames_are_recovered_on_another_instance_after_turn_timeouts(pair):
+    """The player leaves a fight on one instance; its turns time out there and the monster acts;
+    back on the other instance, `resume` replays what happened, in order, from Redis."""
+    a, b = pair[0], pair[1]
+    token = await player()
+    fighter = await WsClient.open(f"{a.ws}/ws/combat", token)
+    state = await fighter.request({"type": "combat_start", "monsters": ["troll"]})
+    stream, seen = state["stream"], position(state)
+    await fighter.close()
+    await asyncio.sleep(2.3)  # two unattended turns time out (the third would end the fight)
+    back = await WsClient.open(f"{b.ws}/ws/combat", token)
+    reply = await back.request({"type": "resume", "streams": {stream: seen}})
+    entry = reply["streams"][stream]
+    assert entry["recovered"] is True and entry["missed"] >= 3, reply
+    replayed = [f for f in back.received if f.get("stream") == stream]
+    assert [f["offset"] for f in replayed] == list(range(seen["offset"] + 1, seen["offset"] + 1 + entry["missed"]))
+    assert {f["epoch"] for f in replayed} == {seen["epoch"]}
+    assert "combat_timeout" in {f["type"] for f in replayed}
+    # Nobody else may read the fight's stream, on either instance.
+    other = await WsClient.open(f"{b.ws}/ws/combat", await player())
+    refused = await other.request({"type": "resume", "streams": {stream: seen}})
+    assert refused["streams"][stream]["recovered"] is False
+    assert refused["streams"][stream]["reason"] == "forbidden"
+    await other.close()
+    await back.close()
