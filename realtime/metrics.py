@@ -46,6 +46,10 @@ HOUSEKEEPING_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+# Set once at start (realtime/gc_tuning.py), so an operator can see GC_THRESHOLD took effect.
+GC_THRESHOLD = Gauge("rpgrealtime_gc_threshold", "The garbage collector's threshold per generation", ["generation"])
+GC_FROZEN_OBJECTS = Gauge("rpgrealtime_gc_frozen_objects", "Objects frozen at start, which no collection visits")
+
 _frames_in_children: dict[tuple[str, str], Counter] = {}
 _frames_out_children: dict[tuple[str, str], Counter] = {}
 

@@ -17,9 +17,11 @@ from typing import Any
 
 import autobahn.websocket.protocol as autobahn_protocol
 from daphne.access import AccessLogGenerator
+from django.conf import settings
 from twisted.internet import defer
 
 from realtime.boot import ensure_runtime
+from realtime.gc_tuning import tune_garbage_collector
 from realtime.runtime import current_runtime, running_runtime
 from rpgrealtime.logging import redact
 
@@ -34,6 +36,7 @@ def install_daphne_hooks() -> bool:
     starting: list[asyncio.Future] = []  # keep a reference so the task is not collected
 
     def start() -> None:
+        tune_garbage_collector(settings.GC_THRESHOLD)
         starting.append(asyncio.ensure_future(ensure_runtime()))
 
     def drain() -> defer.Deferred | None:
@@ -102,6 +105,7 @@ class LifespanApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                tune_garbage_collector(settings.GC_THRESHOLD)
                 try:
                     await ensure_runtime()
                 except Exception as exc:  # report, do not hang the server

@@ -194,6 +194,12 @@ def test_channel_layer_urls_accept_redis_tls_and_socket_urls():
         call_command("check")
 
 
+@pytest.mark.parametrize("bad", ["fast", "10000,10", "0,10,10"])
+def test_gc_threshold_is_three_thresholds_or_python(bad):
+    message = check_fails_naming("GC_THRESHOLD", GC_THRESHOLD=bad)
+    assert "realtime.E012" in message
+
+
 def test_log_level_format_and_instance_id():
     check_fails_naming("LOG_LEVEL", LOG_LEVEL="LOUD")
     check_fails_naming("CHANNELS_REDIS_LOG_LEVEL", CHANNELS_REDIS_LOG_LEVEL="QUIET")

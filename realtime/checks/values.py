@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
 from django.core.exceptions import ImproperlyConfigured
 
+from realtime.gc_tuning import parse_threshold
 from realtime.ratelimit import parse_rate_limit
 
 TAG = "rpgrealtime"
@@ -317,3 +318,20 @@ def check_logging_and_identity(app_configs: Any = None, **kwargs: Any) -> list[C
             )
         )
     return messages
+
+
+@register(TAG)
+def check_gc_threshold(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """`GC_THRESHOLD` is three thresholds for Python's garbage collector, or "python"."""
+    value = getattr(settings, "GC_THRESHOLD", "python")
+    try:
+        parse_threshold(value)
+    except ValueError as exc:
+        return [
+            Error(
+                f"GC_THRESHOLD {exc}, not {value!r}; until fixed the server keeps Python's own thresholds.",
+                hint="Set GC_THRESHOLD=10000,10,10 (the default), or GC_THRESHOLD=python for Python's own.",
+                id="realtime.E012",
+            )
+        ]
+    return []
