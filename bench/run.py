@@ -460,8 +460,8 @@ def plot_sweeps(path: Path = PLOT_PATH) -> None:
 
 
 def main() -> None:
-    # One entry point: the movement, storm, capacity and burst workloads have their own scripts.
-    for workload in ("movement", "storm", "capacity", "burst"):
+    # One entry point: the movement, storm, capacity, burst and churn workloads have their own scripts.
+    for workload in ("movement", "storm", "capacity", "burst", "churn"):
         if sys.argv[1:2] == [workload]:
             os.execv(sys.executable, [sys.executable, str(ROOT / "bench" / f"{workload}.py"), *sys.argv[2:]])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -2,14 +2,17 @@
 
 CPython runs a full collection, visiting every object of the process, whenever the objects that
 survived into its oldest generation have grown by a quarter since the last one. Each connection
-is a few thousand long-lived objects, so while players connect that happens again and again: at
+is hundreds of long-lived objects, so while players connect that happens again and again: at
 Python's default thresholds (700, 10, 10) one instance spent 4.3 s of its 12 s of CPU in the
 collector while 10,000 players connected (docs/benchmarks.md, "Connect path").
 
-`GC_THRESHOLD` (default 10000,10,10) collects the young generations 14 times less often, so
-the oldest is looked at 14 times less often too; garbage cycles, which nearly all die young, are
-still collected. The objects made at start (Django, the modules, the routes) are frozen first:
-no collection visits them again. `GC_THRESHOLD=python` keeps Python's own behaviour.
+`GC_THRESHOLD` (default 2000,10,10) collects the young generations about three times less often,
+so the oldest is looked at three times less often too; garbage cycles, which nearly all die
+young, are still collected. The objects made at start (Django, the modules, the routes) are
+frozen first: no collection visits them again. Higher thresholds connect faster still but leave
+the cycles of closed connections to accumulate: at 10000,10,10 an instance grew by 117 MB over
+eight rounds of 5,000 players connecting and leaving, at 2000,10,10 by 8 MB and then not at all,
+as with Python's own (bench/churn.py). `GC_THRESHOLD=python` keeps Python's own behaviour.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ PYTHON_DEFAULT = "python"
 
 
 def parse_threshold(value: str) -> tuple[int, int, int] | None:
-    """The three thresholds of `value` ("10000,10,10"), or None for "python". Raises ValueError."""
+    """The three thresholds of `value` ("2000,10,10"), or None for "python". Raises ValueError."""
     text = str(value).strip()
     if text.lower() == PYTHON_DEFAULT:
         return None

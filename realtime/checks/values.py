@@ -330,7 +330,7 @@ def check_gc_threshold(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
         return [
             Error(
                 f"GC_THRESHOLD {exc}, not {value!r}; until fixed the server keeps Python's own thresholds.",
-                hint="Set GC_THRESHOLD=10000,10,10 (the default), or GC_THRESHOLD=python for Python's own.",
+                hint="Set GC_THRESHOLD=2000,10,10 (the default), or GC_THRESHOLD=python for Python's own.",
                 id="realtime.E012",
             )
         ]

@@ -270,7 +270,7 @@ WEBSOCKET_REGISTRY_FLUSH_INTERVAL = env.float_or_raw("WEBSOCKET_REGISTRY_FLUSH_I
 WEBSOCKET_OUTBOX_POLL_INTERVAL = env.float_or_raw("WEBSOCKET_OUTBOX_POLL_INTERVAL", default=1.0)
 
 # The server process's garbage collector (realtime/gc_tuning.py): three thresholds, or "python".
-GC_THRESHOLD = env.str("GC_THRESHOLD", default="10000,10,10")
+GC_THRESHOLD = env.str("GC_THRESHOLD", default="2000,10,10")
 
 # After `connection_established`, stream frames wait at most this long for the client's first
 # frame, so a `resume` sent at once replays the past before the present arrives (0: no wait).

@@ -94,7 +94,7 @@ async def test_prometheus_exposition_on_an_instance(cluster):
     assert 'rpgrealtime_ws_frames_in_total{endpoint="world",type="ping"}' in text
     assert "django_http_requests_total_by_method_total" in text
     # The garbage collector was tuned when daphne started (GC_THRESHOLD's default).
-    assert 'rpgrealtime_gc_threshold{generation="0"} 10000.0' in text
+    assert 'rpgrealtime_gc_threshold{generation="0"} 2000.0' in text
     frozen = re.search(r"^rpgrealtime_gc_frozen_objects (\S+)$", text, re.M)
     assert frozen and float(frozen.group(1)) > 10_000, "nothing was frozen at start"
     await client.close()
