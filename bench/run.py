@@ -149,10 +149,10 @@ def start_servers(args: argparse.Namespace, database_url: str):
         print(f"server pids: {' '.join(str(s.process.pid) for s in servers)}", file=sys.stderr, flush=True)
         return redis, servers
     if args.peer == "socketio":
-        from bench.peers.socketio_peer import PeerProcess
+        from bench.peers.socketio_peer import SocketioPeerProcess
 
         for i in range(args.instances):
-            servers.append(PeerProcess(f"peer{i}", redis_url=redis.url, secret=SECRET).start())
+            servers.append(SocketioPeerProcess(f"peer{i}", redis_url=redis.url, secret=SECRET).start())
         print(f"server pids: {' '.join(str(s.process.pid) for s in servers)}", file=sys.stderr, flush=True)
         return redis, servers
     env = {**SERVER_ENV, "DATABASE_URL": database_url}

@@ -11,13 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench.peers.process import PeerProcess
 
 
 async def serve(port: int, secret: str) -> None:
@@ -41,44 +36,13 @@ async def serve(port: int, secret: str) -> None:
         await asyncio.get_running_loop().create_future()
 
 
-class RawPeerProcess:
-    """One process of the peer, with the interface bench/run.py expects of a server."""
+class RawPeerProcess(PeerProcess):
+    """One process of the bare peer."""
+
+    module = "bench.peers.raw_peer"
 
     def __init__(self, name: str, *, secret: str) -> None:
-        from tests.support.cluster import free_port
-
-        self.name = name
-        self.port = free_port()
-        self.secret = secret
-        self.process: subprocess.Popen | None = None
-        self.log_path = Path(tempfile.gettempdir()) / f"rpgrt-rawpeer-{name}-{self.port}.log"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def start(self) -> RawPeerProcess:
-        from tests.support.cluster import wait_for_port
-
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.peers.raw_peer", "--port", str(self.port), "--secret", self.secret],
-            cwd=ROOT,
-            stdout=self.log_path.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_for_port(self.port)
-        time.sleep(0.3)
-        return self
-
-    def terminate(self, timeout: float = 15) -> int:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            return self.process.wait(timeout)
-        return 0
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
+        super().__init__(name, ["--secret", secret])
 
 
 def main() -> None:

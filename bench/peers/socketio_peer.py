@@ -9,13 +9,8 @@ join one room; a client's "chat" event is broadcast to that room on every instan
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench.peers.process import PeerProcess
 
 
 def build_app(redis_url: str, secret: str):
@@ -46,55 +41,15 @@ def build_app(redis_url: str, secret: str):
     return socketio.ASGIApp(sio)
 
 
-class PeerProcess:
-    """One uvicorn process of the peer, with the interface bench/run.py expects of a server."""
+class SocketioPeerProcess(PeerProcess):
+    """One process of the python-socketio peer."""
+
+    module = "bench.peers.socketio_peer"
+    scheme = "http"  # the load generator's Socket.IO client speaks HTTP first
+    settle_seconds = 0.5
 
     def __init__(self, name: str, *, redis_url: str, secret: str) -> None:
-        from tests.support.cluster import free_port
-
-        self.name = name
-        self.port = free_port()
-        self.redis_url = redis_url
-        self.secret = secret
-        self.process: subprocess.Popen | None = None
-        self.log_path = Path(tempfile.gettempdir()) / f"rpgrt-peer-{name}-{self.port}.log"
-
-    @property
-    def ws(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> PeerProcess:
-        from tests.support.cluster import wait_for_port
-
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.peers.socketio_peer",
-                "--port",
-                str(self.port),
-                "--redis",
-                self.redis_url,
-                "--secret",
-                self.secret,
-            ],
-            cwd=ROOT,
-            stdout=self.log_path.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_for_port(self.port)
-        time.sleep(0.5)
-        return self
-
-    def terminate(self, timeout: float = 15) -> int:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            return self.process.wait(timeout)
-        return 0
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
+        super().__init__(name, ["--redis", redis_url, "--secret", secret])
 
 
 def main() -> None:
