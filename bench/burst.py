@@ -34,18 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.run import SECRET, machine, write_result  # noqa: E402 (the path above makes the project importable)
+from tests.support.attacks import DAPHNE_LIMITS, DEFAULT_LIMITS, Victim, history_burst  # noqa: E402
 
 MiB = 1024 * 1024
-# The defaults of docs/operations.md, spelled out so an older revision runs with the same values.
-DEFAULT_LIMITS = {
-    "WEBSOCKET_RATE_LIMIT": "20/40",
-    "CHAT_RATE_LIMIT": "20",
-    "WEBSOCKET_MAX_CONNECTIONS_PER_USER": "20",
-    "WEBSOCKET_MAX_MESSAGE_BYTES": "65536",
-    "WEBSOCKET_MAX_QUEUED_FRAMES": "64",
-    "WEBSOCKET_MAX_QUEUED_BYTES": "262144",
-}
-DAPHNE_LIMITS = ["--websocket-max-message-size", "1048576", "--websocket-max-frame-size", "1048576"]
 
 
 def server_env(database_url: str, source: Path) -> dict[str, str]:
@@ -157,8 +148,6 @@ class ConnectProber:
 
 
 async def attack(ws_url: str, tokens: list[str], args) -> dict[str, Any]:
-    from tests.support.attacks import Victim, history_burst
-
     attackers, victim_token, prober_token = tokens[:-2], tokens[-2], tokens[-1]
     # Quiet before: the baseline the answers and connects of the burst are compared with.
     async with Victim(ws_url, victim_token) as quiet, ConnectProber(ws_url, prober_token) as quiet_connects:

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.run import (  # noqa: E402 (the path above makes the project importable)
+    DEFAULT_DATABASE_URL,
     LOADGEN,
     SERVER_ENV,
     ensure_loadgen,
@@ -158,9 +159,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=19000)
     parser.add_argument("--hold", type=float, default=90, help="seconds of idling measured")
     parser.add_argument("--cleanup-interval", type=float, default=30, help="WEBSOCKET_CLEANUP_INTERVAL")
-    parser.add_argument(
-        "--database-url", default=f"sqlite:///{Path(tempfile.gettempdir()) / 'rpgrealtime-bench.sqlite3'}"
-    )
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     args = parser.parse_args()
     args.instances, args.peer, args.server = 1, None, "daphne"
     result = cmd_capacity(args)

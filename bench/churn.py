@@ -17,7 +17,6 @@ import argparse
 import json
 import re
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.run import (  # noqa: E402 (the path above makes the project importable)
+    DEFAULT_DATABASE_URL,
     SERVER_ENV,
     ensure_loadgen,
     machine,
@@ -112,9 +112,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after each round before measuring")
     parser.add_argument("--label", default="")
-    parser.add_argument(
-        "--database-url", default=f"sqlite:///{Path(tempfile.gettempdir()) / 'rpgrealtime-bench.sqlite3'}"
-    )
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     args = parser.parse_args()
     result = run(args)
     path = write_result(f"churn-{args.label}" if args.label else "churn", result)

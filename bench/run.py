@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 LOADGEN = ROOT / "bench" / "loadgen"
+# A scratch database every workload recreates (pass --database-url postgres://… for PostgreSQL).
+DEFAULT_DATABASE_URL = f"sqlite:///{Path(tempfile.gettempdir()) / 'rpgrealtime-bench.sqlite3'}"
 SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 SERVER_ENV = {
@@ -477,7 +479,7 @@ def main() -> None:
         )
         p.add_argument(
             "--database-url",
-            default=f"sqlite:///{Path(tempfile.gettempdir()) / 'rpgrealtime-bench.sqlite3'}",
+            default=DEFAULT_DATABASE_URL,
         )
         p.add_argument("--procs", type=int, default=1, help="load generator subscriber processes")
         p.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne", help="ASGI server for rpgrealtime")

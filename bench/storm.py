@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.run import (  # noqa: E402 (the path above makes the project importable)
+    DEFAULT_DATABASE_URL,
     LOADGEN,
     ensure_loadgen,
     prepare_database,
@@ -236,9 +237,7 @@ def main() -> None:
     parser.add_argument("--connect-concurrency", type=int, default=100, help="per load generator process")
     parser.add_argument("--procs", type=int, default=2, help="load generator processes")
     parser.add_argument("--settle", type=float, default=30, help="seconds to wait for the last frames")
-    parser.add_argument(
-        "--database-url", default=f"sqlite:///{Path(tempfile.gettempdir()) / 'rpgrealtime-bench.sqlite3'}"
-    )
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     args = parser.parse_args()
     args.instances, args.peer, args.server = 2, None, "daphne"
     result = cmd_storm(args)

@@ -13,7 +13,7 @@ import json
 import pytest
 import websockets
 
-from tests.support.attacks import Victim, history_burst
+from tests.support.attacks import DAPHNE_LIMITS, DEFAULT_LIMITS, Victim, history_burst
 from tests.support.cluster import Cluster, WsClient
 from tests.support.db import db
 from tests.support.faults import rss
@@ -21,29 +21,16 @@ from tests.support.users import access_token, make_user
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-DAPHNE_LIMITS = ["--websocket-max-message-size", "1048576", "--websocket-max-frame-size", "1048576"]
-# The defaults of docs/operations.md (the usual test cluster lifts the rate limits).
-DEFAULT_LIMITS = {
-    "WEBSOCKET_RATE_LIMIT": "20/40",
-    "CHAT_RATE_LIMIT": "20",
-    "WEBSOCKET_MAX_CONNECTIONS_PER_USER": "20",
-    "WEBSOCKET_MAX_CONNECTIONS_PER_IP": "0",
-    "WEBSOCKET_MAX_ANONYMOUS_PER_IP": "50",
-    "WEBSOCKET_MAX_QUEUED_FRAMES": "64",
-    "WEBSOCKET_MAX_QUEUED_BYTES": "262144",
-    "COMBAT_START_RATE_LIMIT": "10",
-    "WORLD_MOVE_RATE_LIMIT": "25",
-    # The default window is 1 s; a longer one keeps the movement test independent of how fast a
-    # busy machine handles 40 zone changes (the limit itself is the default).
-    "WORLD_MOVE_RATE_WINDOW": "30",
-}
+# The default limits; the default window is 1 s, a longer one keeps the movement test independent
+# of how fast a busy machine handles 40 zone changes (the limit itself is the default).
+HARDENED = {**DEFAULT_LIMITS, "WORLD_MOVE_RATE_WINDOW": "30"}
 MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def hardened(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        cluster = Cluster(size=2, env=DEFAULT_LIMITS)
+        cluster = Cluster(size=2, env=HARDENED)
         for server in cluster.servers:
             server.daphne_args = list(DAPHNE_LIMITS)
         cluster.start()

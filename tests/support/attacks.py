@@ -19,6 +19,23 @@ from dataclasses import dataclass, field
 
 import websockets
 
+# The limits of docs/operations.md, spelled out: the usual test cluster lifts them, and the burst
+# benchmark runs older revisions with the same values.
+DEFAULT_LIMITS = {
+    "WEBSOCKET_RATE_LIMIT": "20/40",
+    "CHAT_RATE_LIMIT": "20",
+    "WEBSOCKET_MAX_MESSAGE_BYTES": "65536",
+    "WEBSOCKET_MAX_CONNECTIONS_PER_USER": "20",
+    "WEBSOCKET_MAX_CONNECTIONS_PER_IP": "0",
+    "WEBSOCKET_MAX_ANONYMOUS_PER_IP": "50",
+    "WEBSOCKET_MAX_QUEUED_FRAMES": "64",
+    "WEBSOCKET_MAX_QUEUED_BYTES": "262144",
+    "COMBAT_START_RATE_LIMIT": "10",
+    "WORLD_MOVE_RATE_LIMIT": "25",
+}
+# What the image and scripts/serve let daphne accept: bigger frames are refused by the transport.
+DAPHNE_LIMITS = ["--websocket-max-message-size", "1048576", "--websocket-max-frame-size", "1048576"]
+
 
 @dataclass
 class BurstResult:
