@@ -9,7 +9,6 @@ Playwright's offline mode does not drop open WebSockets in Chromium, hence the p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from typing import Any
@@ -20,6 +19,7 @@ from playwright.async_api import Page, expect
 from tests.browser.conftest import eventually, start_server, stop_server
 from tests.browser.test_play import PASSWORD, Traffic, assert_no_token_in, connected, submit_auth
 from tests.support.cluster import WsClient
+from tests.support.proxy import WebSocketProxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -50,78 +50,6 @@ RECORD_PILLS = """
   });
 })();
 """
-
-
-class WebSocketProxy:
-    """Between the page and the server. Plain HTTP passes; WebSocket connections (requests for
-    /ws/…) can be reset, stalled (nothing closes, nothing arrives: a silent drop) and refused."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.refusing = False
-        self._sockets: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter, list[asyncio.Task[None]]]] = []
-        self._others: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter, list[asyncio.Task[None]]]] = []
-
-    async def start(self) -> WebSocketProxy:
-        self._server = await asyncio.start_server(self._pair, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def _pair(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request_line = await reader.readuntil(b"\r\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            writer.transport.abort()
-            return
-        websocket = request_line.startswith(b"GET /ws/")
-        if websocket and self.refusing:
-            writer.transport.abort()
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        up_writer.write(request_line)
-        tasks = [
-            asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
-        ]
-        (self._sockets if websocket else self._others).append((writer, up_writer, tasks))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        with contextlib.suppress(Exception):
-            writer.close()
-
-    def stall(self) -> None:
-        """Stop forwarding on every open WebSocket connection, closing nothing."""
-        for _, _, tasks in self._sockets:
-            for task in tasks:
-                task.cancel()
-
-    def reset(self) -> None:
-        """Cut every open WebSocket connection on both sides."""
-        for client, upstream, tasks in self._sockets:
-            for task in tasks:
-                task.cancel()
-            client.transport.abort()
-            upstream.transport.abort()
-        self._sockets.clear()
-
-    async def stop(self) -> None:
-        self.reset()
-        for client, upstream, tasks in self._others:
-            for task in tasks:
-                task.cancel()
-            client.transport.abort()
-            upstream.transport.abort()
-        self._server.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server.wait_closed(), 2)
 
 
 @pytest.fixture

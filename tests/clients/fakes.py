@@ -1,5 +1,5 @@
 """Stand-ins for the client tests: a fake endpoint that emulates stream recovery and can close with
-any code on demand, a TCP proxy that can cut or silently stall connections, and JWT-shaped tokens."""
+any code on demand, and JWT-shaped tokens (the TCP proxy is tests/support/proxy.py)."""
 
 from __future__ import annotations
 
@@ -192,62 +192,3 @@ class FakeServer:
             await conn.send({"type": "token_refreshed", "expires_at": "2026-11-26T10:15:00.000Z", "id": frame["id"]})
         elif self.on_frame is not None and (reply := self.on_frame(conn, frame)) is not None:
             await conn.send(reply)
-
-
-class TcpProxy:
-    """Between a client and a server: cuts every connection (a reset, as when an instance dies) or
-    stops forwarding without closing anything (a silent drop), which no server can fake."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.refusing = False
-        self._stalled = False
-        self._pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter, list[asyncio.Task[None]]]] = []
-
-    async def start(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._pair, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    def url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
-
-    async def _pair(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            writer.transport.abort()
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        tasks = [
-            asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
-        ]
-        self._pairs.append((writer, up_writer, tasks))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        with contextlib.suppress(Exception):
-            writer.close()
-
-    def stall(self) -> None:
-        """Stop forwarding on every open connection, closing nothing; new connections still work."""
-        for _, _, tasks in self._pairs:
-            for task in tasks:
-                task.cancel()
-
-    def reset(self) -> None:
-        """Cut every open connection on both sides."""
-        for client, upstream, tasks in self._pairs:
-            for task in tasks:
-                task.cancel()
-            client.transport.abort()
-            upstream.transport.abort()
-        self._pairs.clear()
-
-    async def stop(self) -> None:
-        self.reset()
-        self._server.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server.wait_closed(), 2)

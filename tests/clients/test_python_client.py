@@ -12,8 +12,8 @@ import pytest
 
 from rpgrealtime.client import CloseEvent, ConnectionRefused, RealtimeClient, Resync, ServerError
 from tests.clients.conftest import mint_token, players
-from tests.clients.fakes import TcpProxy
 from tests.support.cluster import WsClient
+from tests.support.proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
