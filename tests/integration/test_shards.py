@@ -13,6 +13,7 @@ quoted in docs/reliability.md (run with -s).
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Callable
 
@@ -55,6 +56,10 @@ async def zones():
 def chosen(shard: int, group_of: Callable[[str], str]) -> str:
     """A fresh id whose group the layer puts on `shard`."""
     return next(value for value in iter(lambda: str(uuid.uuid4()), "") if LAYOUT.of(group_of(value)) == shard)
+
+
+async def logged(server: ServerProcess, line: str) -> bool:
+    return line in server.log_text()
 
 
 def _player(shard: int, guild: Guild | None) -> tuple[str, str]:
@@ -243,15 +248,17 @@ async def test_with_one_shard_stopped_health_fails_and_the_other_shard_carries_o
     await bob_game.recv_type("achievement", achievement="survivor", timeout=10)
     await publish(a, staff, f"zone:{zone}", {"type": "world_event", "event": "quake", "message": "!"})
     assert (await zone_watcher.recv_type("world_event", timeout=10))["event"] == "quake"
-    # Health names the shard in the log; the watchdog counts a shard down as a Redis outage.
-    for line in (f"health: unhealthy (channel_layer=ConnectionError (shard {OTHER}))", "redis unavailable ("):
-        await until(lambda line=line: asyncio.sleep(0, line in a.log_text()), timeout=5, what=line)
+    # Health names the shard in the log; each instance's watchdog counts a shard down as a Redis
+    # outage (it probes every second, so wait for both before the shard comes back).
+    for server in (a, b):
+        for line in (f"health: unhealthy (channel_layer=ConnectionError (shard {OTHER}))", "redis unavailable ("):
+            await until(functools.partial(logged, server, line), timeout=5, what=f"{server.name}: {line}")
 
     # The stopped shard comes back empty: health recovers and its groups carry broadcasts again.
     sharded.layer_redis[OTHER].start()
     for server in (a, b):
         healthy_after = await until_health(server, 200, timeout=20)
-        await until(lambda server=server: asyncio.sleep(0, "redis available again" in server.log_text()), timeout=5)
+        await until(functools.partial(logged, server, "redis available again"), timeout=5)
 
     async def guild_chat_crosses() -> bool:
         await bob_chat.send({"type": "chat_message", "channel": "guild", "content": "back"})
