@@ -3,16 +3,19 @@
 Daphne does not speak the ASGI lifespan protocol, so under daphne we use Twisted's reactor
 hooks: start when the reactor runs (the instance must clean up after dead peers and fire
 combat timers even with no client connected), and drain in a "before shutdown" trigger, which
-Twisted waits for, so every client gets a 1001 close frame before the sockets go. Other servers
-(uvicorn) get the standard lifespan events.
+Twisted waits for, so every client gets a 1001 close frame before the sockets go and HTTP
+requests in flight are answered before the loop stops. Other servers (uvicorn) get the standard
+lifespan events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import pprint
 import sys
+import threading
 from typing import Any
 
 import autobahn.websocket.protocol as autobahn_protocol
@@ -22,10 +25,39 @@ from twisted.internet import defer
 
 from realtime.boot import ensure_runtime
 from realtime.gc_tuning import tune_garbage_collector
-from realtime.runtime import current_runtime, running_runtime
+from realtime.http_requests import http_requests
+from realtime.runtime import Runtime, current_runtime, running_runtime
 from rpgrealtime.logging import redact
 
 logger = logging.getLogger(__name__)
+
+# How long the drain waits for HTTP requests in flight once the WebSockets are closed.
+HTTP_SETTLE_TIMEOUT = 5.0
+# How long the process may take to exit once the reactor has stopped. Python waits for every
+# worker thread before it exits; one stuck on the stopped loop would keep it alive for ever.
+EXIT_GRACE = 5.0
+
+
+async def _drain(runtime: Runtime | None) -> None:
+    if runtime is not None:
+        await runtime.drain()
+    if not await http_requests.settled(HTTP_SETTLE_TIMEOUT):
+        logger.warning("shutting down with %d HTTP requests still in flight", http_requests.count)
+
+
+def _exit_unless_done() -> None:
+    """After the reactor stopped: exit within EXIT_GRACE even if a worker thread never returns."""
+    main = threading.main_thread()
+
+    def exit_now() -> None:
+        stuck = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon and t is not main]
+        logger.warning("exit blocked for %.0f s by threads %s; exiting anyway", EXIT_GRACE, ", ".join(stuck))
+        logging.shutdown()  # flush the log before os._exit skips it
+        os._exit(0)
+
+    timer = threading.Timer(EXIT_GRACE, exit_now)
+    timer.daemon = True  # never keeps the process alive itself
+    timer.start()
 
 
 def install_daphne_hooks() -> bool:
@@ -41,18 +73,18 @@ def install_daphne_hooks() -> bool:
 
     def drain() -> defer.Deferred | None:
         runtime = running_runtime()
-        if runtime is None:
-            return None
         try:
-            # Close frames are written now, synchronously, while every connection is known.
-            runtime.close_all_now()
-            return defer.Deferred.fromFuture(asyncio.ensure_future(runtime.drain()))
+            if runtime is not None:
+                # Close frames are written now, synchronously, while every connection is known.
+                runtime.close_all_now()
+            return defer.Deferred.fromFuture(asyncio.ensure_future(_drain(runtime)))
         except Exception:
             logger.exception("drain on shutdown failed")
             return None
 
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", drain)
+    reactor.addSystemEventTrigger("after", "shutdown", _exit_unless_done)
     _redact_access_log()
     autobahn_protocol.pformat = pformat_lazily_for_connection_made  # type: ignore[assignment]
     return True

@@ -222,7 +222,11 @@ class ServerProcess:
         if not self.alive():
             return self.process.returncode if self.process else 0
         self.process.terminate()
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{self.name} still running {timeout} s after SIGTERM; its log ends:\n{self.log_tail()}")
+            raise
 
     def log_tail(self, lines: int = 60) -> str:
         try:
