@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
 from realtime.protocol import CloseCode
@@ -299,10 +301,12 @@ async def test_drain_closes_with_1001_and_refuses_new():
 async def test_token_refresh_keeps_the_connection_past_the_old_expiry(fast_realtime):
     fast_realtime.WEBSOCKET_CONNECTION_TIMEOUT = 30
     user = await db(make_user)()
-    client = await connect("/ws/chat", access_token(user, lifetime=timedelta(seconds=1)))
+    # `exp` is whole seconds: 2 s from now is 1 to 2 s, enough to connect and refresh.
+    first = access_token(user, lifetime=timedelta(seconds=2))
+    client = await connect("/ws/chat", first)
     reply = await client.request({"type": "token_refresh", "token": access_token(user)})
     assert reply["type"] == "token_refreshed" and reply["expires_at"].endswith("Z")
-    await asyncio.sleep(1.5)  # the first token has expired by now
+    await asyncio.sleep(AccessToken(first)["exp"] - time.time() + 0.5)  # the first token has expired
     assert (await client.request({"type": "ping"}))["type"] == "pong"
     await client.close()
 

@@ -19,6 +19,7 @@ from realtime.layers import EmbeddedChannelLayer
 from realtime.views import publish as publish_module
 from tests.support.communicator import connect
 from tests.support.db import db
+from tests.support.faults import until
 from tests.support.users import access_token, make_publisher, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -167,8 +168,13 @@ async def test_metrics_shape_and_values(fast_registry):
     assert (await game.recv_type("error"))["code"] == "invalid_json"
     refused = await connect("/ws/chat", expect_established=False)
     await refused.expect_close()
-    await asyncio.sleep(0.5)  # registry flush (0.1 s) and refresh
-    after = (await AsyncClient().get(METRICS, headers=headers)).json()
+
+    async def flushed() -> dict | None:  # the registry is written in batches (every 0.1 s here)
+        body = (await AsyncClient().get(METRICS, headers=headers)).json()
+        cluster = body["connections"]["cluster"]["by_endpoint"]
+        return body if cluster["game"] >= 1 and cluster["world"] >= 1 else None
+
+    after = (await until(flushed, timeout=10, every=0.1, what="the connections in the registry"))[0]
 
     assert set(after) >= {"instance", "connections", "frames", "errors", "auth_failures", "instances"}
     assert after["instance"]["id"] and after["instance"]["uptime_seconds"] >= 0

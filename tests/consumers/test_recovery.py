@@ -14,10 +14,12 @@ from django.contrib.auth import get_user_model
 
 from accounts.models import Guild
 from realtime.features import game
+from realtime.features.combat import referee
 from realtime.features.world import events as world_events
-from realtime.models import CombatSession
+from realtime.models import CombatLogEntry, CombatSession
 from tests.support.communicator import connect
 from tests.support.db import db
+from tests.support.faults import until
 from tests.support.users import access_token, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -232,17 +234,24 @@ async def test_world_events_of_a_zone_are_recovered_and_zone_changed_says_where_
     await back.close()
 
 
-async def test_a_fights_frames_are_recovered_after_turn_timeouts(settings):
+async def test_a_fights_frames_are_recovered_after_turn_timeouts(settings, monkeypatch):
     settings.COMBAT_TURN_TIMEOUT = 0.3
+    # Unattended turns would end the fight after three; here it stays on however late the
+    # player comes back on a busy machine.
+    monkeypatch.setattr(referee, "ABANDON_AFTER_TIMEOUTS", 1000)
     user = await db(make_user)()
     client = await connect("/ws/combat", access_token(user))
     state = await client.request({"type": "combat_start", "monsters": ["troll"]})
     stream = state["stream"]
     seen = position(state)
     await client.close()
-    # The player is away: the turn times out, the monster acts, the next turn times out (three
-    # unattended turns would end the fight: two here).
-    await asyncio.sleep(0.75)
+    # The player is away: the turn times out, the monster acts, the next turn times out.
+    timeouts = db(CombatLogEntry.objects.filter(session_id=state["combat_session_id"], kind="timeout").count)
+
+    async def two_turns_timed_out() -> bool:
+        return await timeouts() >= 2
+
+    await until(two_turns_timed_out, timeout=10, every=0.05, what="two unattended turns")
     back = await connect("/ws/combat", access_token(user))
     assert stream in back.established["streams"]
     reply = await back.request({"type": "resume", "streams": {stream: seen}})

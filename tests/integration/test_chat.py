@@ -4,6 +4,7 @@ moderation action and its expiry, and exactly-once offline delivery of private m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from accounts.models import User
 from tests.support.cluster import WsClient
 from tests.support.db import db
+from tests.support.faults import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -74,9 +76,14 @@ async def test_guild_chat_follows_membership_across_instances(cluster, unique):
     alice_ws, bob_ws, carol_ws = await chat(a, alice), await chat(b, bob), await chat(b, carol)
     # Bob joins while connected (through the other instance's HTTP API).
     await http(a, "POST", f"/api/v1/guilds/{guild['id']}/join/", bob)
-    await asyncio.sleep(0.5)
-    await say(alice_ws, channel="guild", content="guild hello")
-    assert (await bob_ws.recv_type("chat_message", content="guild hello"))["channel"] == "guild"
+
+    async def bob_hears_the_guild() -> dict | None:  # once his instance has moved his groups
+        await say(alice_ws, channel="guild", content="guild hello")
+        with contextlib.suppress(TimeoutError):
+            return await bob_ws.recv_type("chat_message", content="guild hello", timeout=1)
+        return None
+
+    assert (await until(bob_hears_the_guild, timeout=15, what="guild chat after the join"))[0]["channel"] == "guild"
     assert await carol_ws.nothing_of("chat_message", 0.6)
     reply = await carol_ws.request({"type": "chat_message", "channel": "guild", "content": "let me in"})
     assert reply["code"] == "forbidden"

@@ -4,13 +4,14 @@ membership moves, registry, dead-instance cleanup, graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
 from realtime.models import Connection
 from tests.support.cluster import WsClient
 from tests.support.db import db
-from tests.support.faults import staff_token
+from tests.support.faults import staff_token, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -75,16 +76,20 @@ async def test_offline_personal_event_is_delivered_once_on_next_connection(clust
     first, second = await asyncio.gather(
         WsClient.open(f"{a.ws}/ws/game", token), WsClient.open(f"{b.ws}/ws/game", token)
     )
-    await asyncio.sleep(1.0)
-    got = []
+    got: list[str] = []
+
+    async def all_three_arrived() -> bool:
+        for client in (first, second):
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    frame = await client.recv(0.1)
+                    if frame["type"] == "achievement":
+                        got.append(frame["achievement"])
+        return len(got) >= 3
+
+    await until(all_three_arrived, timeout=15, every=0.05, what="the three kept events")
     for client in (first, second):
-        while True:
-            try:
-                frame = await client.recv(0.3)
-            except TimeoutError:
-                break
-            if frame["type"] == "achievement":
-                got.append(frame["achievement"])
+        assert await client.nothing_of("achievement", 0.5)  # and none twice
     assert sorted(got) == ["a0", "a1", "a2"]
     for client in (first, second):
         await client.close()
@@ -129,12 +134,18 @@ async def test_registry_records_connections_of_both_instances(cluster, unique):
     a, b = cluster[0], cluster[1]
     _, token = await asyncio.to_thread(a.register, unique("r"))
     clients = [await WsClient.open(f"{a.ws}/ws/game", token), await WsClient.open(f"{b.ws}/ws/world")]
-    await asyncio.sleep(0.8)
-    rows = await db(lambda: list(Connection.objects.values_list("instance_id", "endpoint")))()
-    assert (a.instance_id, "game") in rows and (b.instance_id, "world") in rows
+    rows = db(lambda: set(Connection.objects.values_list("instance_id", "endpoint")))
+
+    async def both_recorded() -> bool:  # rows are written in batches, every flush interval
+        return {(a.instance_id, "game"), (b.instance_id, "world")} <= await rows()
+
+    await until(both_recorded, timeout=10, every=0.1, what="both connections in the registry")
     for client in clients:
         await client.close()
-    await asyncio.sleep(0.8)
     ids = {c.established["connection_id"] for c in clients}
-    left = await db(lambda: set(Connection.objects.filter(id__in=ids).values_list("id", flat=True)))()
-    assert left == set()
+    left = db(lambda: set(Connection.objects.filter(id__in=ids).values_list("id", flat=True)))
+
+    async def both_removed() -> bool:
+        return await left() == set()
+
+    await until(both_removed, timeout=10, every=0.1, what="both rows removed")

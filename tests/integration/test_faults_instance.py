@@ -19,6 +19,7 @@ import pytest
 from realtime.models import CombatLogEntry, Connection, Instance
 from tests.support.cluster import FAST_ENV, Cluster, WsClient
 from tests.support.db import db
+from tests.support.faults import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -56,10 +57,12 @@ async def test_sigkill_of_an_instance_measured(cluster2, unique):
     fight = await bob_combat.request({"type": "combat_start", "monsters": ["wolf"]})
     session_id = fight["combat_session_id"]
     await alice_game.recv_type("player_status", user_id=dave_id, status="online", timeout=10)
-    for _ in range(50):
-        if await db(Connection.objects.filter(instance_id=b.instance_id).count)() == 4:
-            break
-        await asyncio.sleep(0.1)
+    rows_of_b = db(Connection.objects.filter(instance_id=b.instance_id).count)
+
+    async def all_four_recorded() -> bool:  # the registry is written in batches
+        return await rows_of_b() == 4
+
+    await until(all_four_recorded, timeout=15, every=0.1, what="b's four registry rows")
 
     b.kill()
     killed = time.monotonic()
