@@ -89,7 +89,10 @@ async def test_a_client_that_stops_reading_is_dropped_and_costs_bounded_memory(s
         f"FIGURE slow_consumer sent_mib={EVENTS * EVENT_BYTES / MiB:.1f} rss_growth_mib={growth / MiB:.1f}"
         f" stalled_client_could_still_read_mib={leftover / MiB:.1f}"
     )
-    # Generous: far below the 30 MB an unbounded buffer would have kept for the stalled client.
-    assert growth < 12 * MiB, f"server grew by {growth / MiB:.1f} MiB"
+    # An unbounded buffer would keep all 28.6 MiB for the stalled client, on top of everything
+    # else. Without it the growth is noise: the publish requests leave cycles holding their 60 kB
+    # bodies for the garbage collector, and the allocator keeps freed memory; measured from
+    # 0 to 14.4 MiB from run to run. Under 20 MiB tells the two apart.
+    assert growth < 20 * MiB, f"server grew by {growth / MiB:.1f} MiB"
     assert (await reader.request({"type": "ping"}))["type"] == "pong"
     await reader.close()
