@@ -4,20 +4,34 @@ and this module uses no shared one, so no other live instance races to clean up.
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
 from realtime.models import Connection, Instance
 from tests.support.cluster import Cluster, ServerProcess, WsClient
 from tests.support.db import db
-from tests.support.faults import until
+from tests.support.faults import until, until_logged
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-async def logged(server: ServerProcess, line: str) -> bool:
-    return line in server.log_text()
+@contextlib.asynccontextmanager
+async def draining_with_redis_frozen(django_db_blocker) -> AsyncIterator[ServerProcess]:
+    """One instance told to stop (SIGTERM) while its Redis is frozen: the drain waits out its
+    Redis bound, so the instance stays up, draining, for several seconds."""
+    with django_db_blocker.unblock():
+        cluster = Cluster(size=1).start()
+    try:
+        server = cluster[0]
+        cluster.redis.pause()
+        server.process.terminate()
+        await until_logged(server, "draining instance")
+        yield server
+    finally:
+        cluster.redis.resume()
+        cluster.stop()
 
 
 async def test_killed_instance_is_cleaned_up_by_the_survivor(django_db_blocker, unique):
@@ -85,22 +99,13 @@ async def test_sigterm_closes_with_1001_and_removes_records(django_db_blocker, u
 
 
 async def test_a_connection_refused_while_draining_gets_1001(django_db_blocker):
-    # Redis frozen keeps the drain busy (its Redis cleanup waits out its bound) while daphne still
-    # answers handshakes: the refusal must close with 1001, which daphne's own close path cannot
-    # send (autobahn refuses it from a server, the client would see 1006).
-    with django_db_blocker.unblock():
-        cluster = Cluster(size=1).start()
-    try:
-        server = cluster[0]
-        cluster.redis.pause()
-        server.process.terminate()
-        await until(functools.partial(logged, server, "draining instance"), timeout=10, every=0.05, what="drain")
+    # daphne still answers handshakes while the instance drains: the refusal must close with
+    # 1001, which daphne's own close path cannot send (autobahn refuses it from a server, the
+    # client would see 1006).
+    async with draining_with_redis_frozen(django_db_blocker) as server:
         refused = await WsClient.open(f"{server.ws}/ws/game", expect_established=False)
         assert (await refused.recv())["code"] == "server_shutting_down"
         assert await refused.closed_with(5) == 1001
-    finally:
-        cluster.redis.resume()
-        cluster.stop()
 
 
 def logins_until_refused(server: ServerProcess) -> list[int]:
@@ -114,20 +119,11 @@ def logins_until_refused(server: ServerProcess) -> list[int]:
 
 
 async def test_http_requests_in_flight_at_sigterm_are_answered_and_the_process_exits(django_db_blocker):
-    # Requests keep arriving while the instance drains (Redis frozen keeps the drain busy for its
-    # bound), so some are running on Django's worker thread when the event loop stops. Such a
-    # thread used to wait on the stopped loop for ever, and the process never exited.
-    with django_db_blocker.unblock():
-        cluster = Cluster(size=1).start()
-    try:
-        server = cluster[0]
-        cluster.redis.pause()
-        server.process.terminate()
-        await until(functools.partial(logged, server, "draining instance"), timeout=10, every=0.05, what="drain")
+    # Requests keep arriving while the instance drains, so some are running on Django's worker
+    # thread when the event loop stops. Such a thread used to wait on the stopped loop for ever,
+    # and the process never exited.
+    async with draining_with_redis_frozen(django_db_blocker) as server:
         answered = asyncio.gather(*(asyncio.to_thread(logins_until_refused, server) for _ in range(3)))
         assert await asyncio.to_thread(server.process.wait, 30) == 0
         statuses = [status for each in await answered for status in each]
         assert statuses and set(statuses) <= {401, 429}, statuses
-    finally:
-        cluster.redis.resume()
-        cluster.stop()

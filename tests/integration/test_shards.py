@@ -13,8 +13,6 @@ quoted in docs/reliability.md (run with -s).
 from __future__ import annotations
 
 import asyncio
-import functools
-import re
 import uuid
 from collections.abc import Callable
 
@@ -27,7 +25,7 @@ from realtime.shards import LayerShards
 from realtime.views.openapi import HEALTH
 from tests.support.cluster import Cluster, ServerProcess, WsClient
 from tests.support.db import db
-from tests.support.faults import health, presence_of, redis_at, staff_token, until, until_health
+from tests.support.faults import health, presence_of, redis_at, staff_token, until, until_health, until_logged
 from tests.support.users import access_token, make_user
 from tests.support.world import create_default_zones
 
@@ -57,10 +55,6 @@ async def zones():
 def chosen(shard: int, group_of: Callable[[str], str]) -> str:
     """A fresh id whose group the layer puts on `shard`."""
     return next(value for value in iter(lambda: str(uuid.uuid4()), "") if LAYOUT.of(group_of(value)) == shard)
-
-
-async def logged(server: ServerProcess, pattern: str) -> bool:
-    return re.search(pattern, server.log_text()) is not None
 
 
 def _player(shard: int, guild: Guild | None) -> tuple[str, str]:
@@ -254,13 +248,13 @@ async def test_with_one_shard_stopped_health_fails_and_the_other_shard_carries_o
     for server in (a, b):
         # The first failing check names the shard; it may have timed out rather than been refused.
         for line in (rf"health: unhealthy \(channel_layer=\w+ \(shard {OTHER}\)\)", r"redis unavailable \("):
-            await until(functools.partial(logged, server, line), timeout=5, what=f"{server.name}: {line}")
+            await until_logged(server, line, timeout=5)
 
     # The stopped shard comes back empty: health recovers and its groups carry broadcasts again.
     sharded.layer_redis[OTHER].start()
     for server in (a, b):
         healthy_after = await until_health(server, 200, timeout=20)
-        await until(functools.partial(logged, server, "redis available again"), timeout=5, what="recovery logged")
+        await until_logged(server, "redis available again", timeout=5)
 
     async def guild_chat_crosses() -> bool:
         await bob_chat.send({"type": "chat_message", "channel": "guild", "content": "back"})

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -57,6 +58,15 @@ async def until_health(server: ServerProcess, status: int, timeout: float = 20.0
         return (await asyncio.to_thread(health, server))[0] == status
 
     return (await until(check, timeout=timeout, what=f"health {status} on {server.name}"))[1]
+
+
+async def until_logged(server: ServerProcess, pattern: str, timeout: float = 10.0) -> float:
+    """Seconds until the server's log has a line matching the regular expression `pattern`."""
+
+    async def check() -> bool:
+        return re.search(pattern, server.log_text()) is not None
+
+    return (await until(check, timeout=timeout, every=0.05, what=f"{pattern!r} in {server.name}'s log"))[1]
 
 
 async def staff_token(server: ServerProcess, name: str, **flags: Any) -> tuple[str, str]:
